@@ -1,0 +1,255 @@
+//! The per-thread sharded recorder. Each tokio worker thread writes to its own shard (the
+//! shard's mutex is uncontended except for the once-a-second time-series sweep), and the run
+//! merges all shards once at the end.
+
+use super::{Agg, MetricId, MetricKind, Registry, Sample, Tags};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Shard {
+    /// Run-long aggregates: per metric, per tag set.
+    series: Vec<HashMap<Tags, Agg>>,
+    /// Aggregates of the current second, per metric (tags ignored), swapped out by the sweep.
+    second: Vec<Option<Agg>>,
+}
+
+impl Shard {
+    fn new(n: usize) -> Self {
+        Self {
+            series: (0..n).map(|_| HashMap::new()).collect(),
+            second: (0..n).map(|_| None).collect(),
+        }
+    }
+}
+
+/// Records samples for one run.
+pub struct Recorder {
+    registry: Arc<Registry>,
+    kinds: Vec<MetricKind>,
+    shards: Vec<Mutex<Shard>>,
+    start: Instant,
+}
+
+/// Per-metric aggregates of one second (tags merged), for the time series and live progress.
+pub struct SecondSnapshot {
+    pub elapsed_s: f64,
+    pub metrics: Vec<(MetricId, Agg)>,
+}
+
+impl Recorder {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        // More shards than threads keeps collisions rare when tokio adds blocking threads.
+        let n_shards = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(1)
+            * 2;
+        let kinds = registry.defs().map(|(_, d)| d.kind).collect::<Vec<_>>();
+        let shards = (0..n_shards)
+            .map(|_| Mutex::new(Shard::new(kinds.len())))
+            .collect();
+        Self {
+            registry,
+            kinds,
+            shards,
+            start: Instant::now(),
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    #[inline]
+    fn shard(&self) -> std::sync::MutexGuard<'_, Shard> {
+        let i = THREAD_INDEX.with(|i| *i) % self.shards.len();
+        // A poisoned shard only means a panic elsewhere; the data is still valid counts.
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records one value on a series.
+    #[inline]
+    pub fn record(&self, metric: MetricId, value: f64, tags: &Tags) {
+        let at = self.start.elapsed().as_nanos() as u64;
+        let kind = self.kinds[metric.0 as usize];
+        let mut shard = self.shard();
+        let idx = metric.0 as usize;
+        match shard.series[idx].get_mut(tags) {
+            Some(agg) => agg.record(value, at),
+            None => {
+                let mut agg = Agg::new(kind);
+                agg.record(value, at);
+                shard.series[idx].insert(tags.clone(), agg);
+            }
+        }
+        shard.second[idx]
+            .get_or_insert_with(|| Agg::with_sigfig(kind, 2))
+            .record(value, at);
+    }
+
+    pub fn record_sample(&self, s: &Sample) {
+        self.record(s.metric, s.value, &s.tags);
+    }
+
+    /// Takes the per-second aggregates accumulated since the last call (the time-series sweep).
+    pub fn take_second(&self) -> SecondSnapshot {
+        let mut merged: Vec<Option<Agg>> = (0..self.kinds.len()).map(|_| None).collect();
+        for shard in &self.shards {
+            let taken: Vec<Option<Agg>> = {
+                let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
+                s.second.iter_mut().map(Option::take).collect()
+            };
+            for (i, agg) in taken.into_iter().enumerate() {
+                if let Some(agg) = agg {
+                    match &mut merged[i] {
+                        Some(m) => m.merge(&agg),
+                        slot @ None => *slot = Some(agg),
+                    }
+                }
+            }
+        }
+        SecondSnapshot {
+            elapsed_s: self.start.elapsed().as_secs_f64(),
+            metrics: merged
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, a)| a.map(|a| (MetricId(i as u16), a)))
+                .collect(),
+        }
+    }
+
+    /// Merges every shard into one snapshot (end of run, or a live summary).
+    pub fn snapshot(&self) -> Snapshot {
+        let mut series: BTreeMap<(MetricId, Tags), Agg> = BTreeMap::new();
+        for shard in &self.shards {
+            let s = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, map) in s.series.iter().enumerate() {
+                for (tags, agg) in map {
+                    let key = (MetricId(i as u16), tags.clone());
+                    match series.get_mut(&key) {
+                        Some(m) => m.merge(agg),
+                        None => {
+                            series.insert(key, agg.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Snapshot {
+            registry: self.registry.clone(),
+            series,
+        }
+    }
+}
+
+/// All series of a run, merged.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub registry: Arc<Registry>,
+    pub series: BTreeMap<(MetricId, Tags), Agg>,
+}
+
+impl Snapshot {
+    /// The metric over all its series.
+    pub fn metric(&self, id: MetricId) -> Agg {
+        self.filtered(id, |_| true)
+    }
+
+    /// The metric over the series whose tags match every `key:value` pair.
+    pub fn submetric(&self, id: MetricId, filter: &[(String, String)]) -> Agg {
+        self.filtered(id, |tags| {
+            filter
+                .iter()
+                .all(|(k, v)| tags.get(k).as_deref() == Some(v.as_str()))
+        })
+    }
+
+    fn filtered(&self, id: MetricId, keep: impl Fn(&Tags) -> bool) -> Agg {
+        let mut out = Agg::new(self.registry.def(id).kind);
+        for ((m, tags), agg) in self.series.range((id, Tags::default())..) {
+            if *m != id {
+                break;
+            }
+            if keep(tags) {
+                out.merge(agg);
+            }
+        }
+        out
+    }
+
+    /// Series of one metric (for per-check and per-error-kind tables).
+    pub fn series_of(&self, id: MetricId) -> impl Iterator<Item = (&Tags, &Agg)> {
+        self.series
+            .range((id, Tags::default())..)
+            .take_while(move |((m, _), _)| *m == id)
+            .map(|((_, t), a)| (t, a))
+    }
+
+    pub fn has_samples(&self, id: MetricId) -> bool {
+        self.series_of(id).any(|(_, a)| a.samples() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::builtin;
+
+    #[test]
+    fn submetrics_merge_matching_series_only() {
+        let reg = Arc::new(Registry::new());
+        let rec = Recorder::new(reg);
+        let ok = Tags {
+            status: Some(200),
+            ..Tags::default()
+        };
+        let missing = Tags {
+            status: Some(404),
+            ..Tags::default()
+        };
+        for _ in 0..3 {
+            rec.record(builtin::HTTP_REQ_DURATION, 10.0, &ok);
+        }
+        rec.record(builtin::HTTP_REQ_DURATION, 500.0, &missing);
+        let snap = rec.snapshot();
+        let all = snap.metric(builtin::HTTP_REQ_DURATION).values(1.0);
+        assert_eq!(all.get("count"), Some(4.0));
+        let only_ok = snap
+            .submetric(
+                builtin::HTTP_REQ_DURATION,
+                &[("status".into(), "200".into())],
+            )
+            .values(1.0);
+        assert_eq!(only_ok.get("count"), Some(3.0));
+        assert_eq!(only_ok.get("max"), Some(10.0));
+    }
+
+    #[test]
+    fn second_sweep_takes_and_resets() {
+        let rec = Recorder::new(Arc::new(Registry::new()));
+        rec.record(builtin::HTTP_REQS, 1.0, &Tags::default());
+        rec.record(builtin::HTTP_REQS, 1.0, &Tags::default());
+        let s = rec.take_second();
+        assert_eq!(s.metrics.len(), 1);
+        assert!(rec.take_second().metrics.is_empty());
+        // the run-long series keeps everything
+        assert_eq!(
+            rec.snapshot()
+                .metric(builtin::HTTP_REQS)
+                .values(1.0)
+                .get("count"),
+            Some(2.0)
+        );
+    }
+}
