@@ -2,10 +2,90 @@
 //!
 //! `main.rs` only parses the command line and maps the outcome to an exit code; everything
 //! else is reachable from [`run`], which integration tests call in-process.
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod runner;
+pub mod session;
 pub mod target;
 pub mod telemetry;
 pub mod thresholds;
+pub mod workload;
+
+use report::Verdict;
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    pub const PASS: i32 = 0;
+    /// Unexpected runtime failure (results may be missing).
+    pub const ERROR: i32 = 1;
+    /// Bad command line or configuration: nothing was run.
+    pub const CONFIG: i32 = 2;
+    /// Only warning-severity thresholds missed.
+    pub const WARNING: i32 = 3;
+    /// A critical threshold missed, a threshold abort, or a run error (as k6's 99).
+    pub const FAIL: i32 = 99;
+    /// Stopped by Ctrl-C/SIGTERM; partial results were written (as k6's 105).
+    pub const INTERRUPTED: i32 = 105;
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: cli::Cli) -> i32 {
+    match cli.command {
+        cli::Command::Run(args) => {
+            let stops = session::Stops::from_signals();
+            match session::run(*args, stops).await {
+                Ok(o) => {
+                    eprintln!(
+                        "novaload: results in {} — verdict {}",
+                        o.results_dir.display(),
+                        o.verdict.emoji()
+                    );
+                    if o.interrupted {
+                        exit::INTERRUPTED
+                    } else {
+                        verdict_code(o.verdict)
+                    }
+                }
+                Err(e) => report_error(&e),
+            }
+        }
+        cli::Command::Target(args) => match target::run(*args).await {
+            Ok(()) => exit::PASS,
+            Err(e) => report_error(&e),
+        },
+        cli::Command::Report(a) => match session::report(&a.dir) {
+            Ok(v) => {
+                eprintln!("novaload: rewrote {}", a.dir.join("SUMMARY.md").display());
+                verdict_code(v)
+            }
+            Err(e) => report_error(&e),
+        },
+        cli::Command::MetricsReference => {
+            print!("{}", telemetry::metrics_reference_markdown());
+            exit::PASS
+        }
+    }
+}
+
+pub fn verdict_code(v: Verdict) -> i32 {
+    match v {
+        Verdict::Pass => exit::PASS,
+        Verdict::Warning => exit::WARNING,
+        Verdict::Fail => exit::FAIL,
+    }
+}
+
+/// Prints an error chain once; config errors exit 2.
+fn report_error(e: &anyhow::Error) -> i32 {
+    if let Some(c) = e.downcast_ref::<error::ConfigError>() {
+        eprintln!("novaload: {c}");
+        return exit::CONFIG;
+    }
+    eprintln!("novaload: error: {e:#}");
+    exit::ERROR
+}

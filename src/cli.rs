@@ -1,0 +1,156 @@
+//! Command-line interface (clap derive). Every flag documents itself; flags that upstream
+//! reads from the environment (`API_URL`, `API_TOKEN`, ...) read the same variables.
+//! Precedence: flag > environment > scenario file > profile > default.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "novaload",
+    version,
+    about = "Observability-native load tester for NovaCron (k6-compatible scenarios, OpenTelemetry spans, Prometheus metrics)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a test: one of the NovaCron workloads, `all`, a `--url`, or a `--scenario` file.
+    Run(Box<RunArgs>),
+    /// Start the NovaCron-compatible reference server.
+    Target(Box<crate::target::TargetArgs>),
+    /// Re-render SUMMARY.md from the JSON summaries in a results folder.
+    Report(ReportArgs),
+    /// Print the metric reference (Markdown) generated from the names module.
+    MetricsReference,
+}
+
+/// Which test to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestName {
+    /// REST API workload (spec §1.1)
+    Api,
+    /// DWCP v3 migration workload (spec §1.2)
+    Dwcp,
+    /// WebSocket realtime workload (spec §1.3)
+    Ws,
+    /// Database workload (spec §1.4)
+    Db,
+    /// All four, one results folder
+    All,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// The test to run. Omit it with --url (quick mode) or --scenario (runs the quick-mode URL
+    /// or the api workload, see README).
+    #[arg(value_enum)]
+    pub test: Option<TestName>,
+
+    /// Quick mode: load any HTTP(S) endpoint with one request per iteration.
+    #[arg(long, conflicts_with = "test")]
+    pub url: Option<String>,
+    /// HTTP method for --url.
+    #[arg(long, short = 'm', default_value = "GET")]
+    pub method: String,
+    /// Extra request header `Name: value` for --url (repeatable).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Request body for --url (`@file` reads a file).
+    #[arg(long)]
+    pub body: Option<String>,
+
+    /// A k6 `options` object as JSON, YAML or TOML (scenarios, stages, thresholds, vus,
+    /// duration, iterations, tags).
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Named stage set: smoke, full, 1k, 10k, 100k, soak, spike (workloads); quick mode: none.
+    #[arg(long, env = "NOVALOAD_PROFILE")]
+    pub profile: Option<String>,
+    /// Virtual users (k6 --vus).
+    #[arg(long)]
+    pub vus: Option<u64>,
+    /// Test duration, e.g. 30s, 5m (k6 --duration).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Total iterations shared by the VUs (k6 --iterations).
+    #[arg(long)]
+    pub iterations: Option<u64>,
+    /// A ramping stage `DURATION:TARGET`, repeatable (k6 --stage 30s:100).
+    #[arg(long = "stage")]
+    pub stages: Vec<String>,
+    /// Open model: start this many iterations per second (constant-arrival-rate).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// With --rate: most VUs the executor may use (default: --vus, or 100).
+    #[arg(long)]
+    pub max_vus: Option<u64>,
+    /// Extra threshold `METRIC=EXPR` (repeatable), e.g. `http_req_duration=p(99)<250`.
+    #[arg(long = "threshold")]
+    pub thresholds: Vec<String>,
+
+    /// Base directory for results; each run writes OUT/<UTC timestamp>/.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// No live progress line (the summary is still printed and written).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// NovaCron REST base URL. Omitted: novaload starts its built-in target on 127.0.0.1:0.
+    #[arg(long, env = "API_URL")]
+    pub api_url: Option<String>,
+    /// WebSocket base URL (the ws test connects to <WS_URL>/realtime).
+    #[arg(long, env = "WS_URL")]
+    pub ws_url: Option<String>,
+    /// DWCP stream base URL (the dwcp test connects to <DWCP_WS_URL>/stream).
+    #[arg(long, env = "DWCP_WS_URL")]
+    pub dwcp_ws_url: Option<String>,
+    /// Bearer token sent to NovaCron. A secret: never printed, logged or exported.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PostgreSQL URL for `run db --db-mode direct`. A secret (may hold a password).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Request timeout (k6's default is 60s).
+    #[arg(long, default_value = "60s")]
+    pub timeout: String,
+    /// Extra PEM CA certificate(s) to trust for HTTPS/WSS.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
+    /// Do not verify TLS certificates (as k6 --insecure-skip-tls-verify).
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+
+    /// Serve live Prometheus metrics (with trace exemplars) on ADDR at /metrics.
+    #[arg(long, env = "NOVALOAD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// OTLP endpoint for traces and metrics (grpc: http://host:4317, http: http://host:4318).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP protocol: grpc or http/protobuf.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", default_value = "grpc")]
+    pub otlp_protocol: String,
+    /// service.name of novaload's spans and metrics.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "novaload")]
+    pub service_name: String,
+    /// Fraction of iterations traced (0..1); default from OTEL_TRACES_SAMPLER_ARG, else 1.
+    #[arg(long)]
+    pub trace_sample_ratio: Option<f64>,
+    /// Turn spans off (metrics stay on).
+    #[arg(long)]
+    pub no_traces: bool,
+    /// Run id (a label on every signal); default: generated.
+    #[arg(long, env = "NOVALOAD_RUN_ID")]
+    pub run_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A results folder (results/<timestamp>).
+    pub dir: PathBuf,
+}

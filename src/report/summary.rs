@@ -1,0 +1,393 @@
+//! The Summary: everything a run measured, in a serializable, mergeable form
+//! (`<test>_summary.json`, schema_version 1). Percentiles are derived from serialized HDR
+//! histograms, so summaries of shards merge exactly.
+
+use crate::metrics::{Agg, Contains, MetricKind, MetricValues, Snapshot, Tags, Trend, builtin};
+use crate::telemetry::TelemetryReport;
+use crate::thresholds::{Threshold, ThresholdResult};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// PASS: all thresholds met. WARNING: only non-critical thresholds missed. FAIL: a critical
+/// threshold missed, an abort, or a run error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Pass,
+    Warning,
+    Fail,
+}
+
+impl Verdict {
+    pub fn emoji(self) -> &'static str {
+        match self {
+            Verdict::Pass => "✅ PASS",
+            Verdict::Warning => "⚠️ WARNING",
+            Verdict::Fail => "❌ FAIL",
+        }
+    }
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Warning => "WARNING",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
+/// A serialized aggregate of one series.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SeriesData {
+    Counter {
+        sum: f64,
+    },
+    Gauge {
+        last: f64,
+        last_at_ns: u64,
+        min: f64,
+        max: f64,
+        seen: bool,
+    },
+    Rate {
+        passes: u64,
+        fails: u64,
+    },
+    Trend {
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+        hdr: String,
+    },
+}
+
+impl SeriesData {
+    pub fn from_agg(a: &Agg) -> Self {
+        match a {
+            Agg::Counter { sum } => SeriesData::Counter { sum: *sum },
+            Agg::Gauge {
+                last,
+                last_at,
+                min,
+                max,
+                seen,
+            } => SeriesData::Gauge {
+                last: *last,
+                last_at_ns: *last_at,
+                min: *min,
+                max: *max,
+                seen: *seen,
+            },
+            Agg::Rate { passes, fails } => SeriesData::Rate {
+                passes: *passes,
+                fails: *fails,
+            },
+            Agg::Trend(t) => SeriesData::Trend {
+                count: t.count,
+                sum: t.sum,
+                min: t.min_or_zero(),
+                max: t.max_or_zero(),
+                hdr: t.histogram_base64(),
+            },
+        }
+    }
+
+    pub fn to_agg(&self) -> Result<Agg, String> {
+        Ok(match self {
+            SeriesData::Counter { sum } => Agg::Counter { sum: *sum },
+            SeriesData::Gauge {
+                last,
+                last_at_ns,
+                min,
+                max,
+                seen,
+            } => Agg::Gauge {
+                last: *last,
+                last_at: *last_at_ns,
+                min: *min,
+                max: *max,
+                seen: *seen,
+            },
+            SeriesData::Rate { passes, fails } => Agg::Rate {
+                passes: *passes,
+                fails: *fails,
+            },
+            SeriesData::Trend {
+                count,
+                sum,
+                min,
+                max,
+                hdr,
+            } => Agg::Trend(Box::new(Trend::from_parts(hdr, *count, *sum, *min, *max)?)),
+        })
+    }
+}
+
+/// One series: metric, tags and its aggregate. The source of truth for merges.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Series {
+    pub metric: String,
+    pub tags: Tags,
+    pub data: SeriesData,
+}
+
+/// Reported values of one metric (all series merged).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricSummary {
+    #[serde(rename = "type")]
+    pub kind: MetricKind,
+    pub contains: Contains,
+    pub values: MetricValues,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckSummary {
+    pub name: String,
+    pub passes: u64,
+    pub fails: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub executor: String,
+    pub description: String,
+}
+
+/// The summary of one test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub novaload_version: String,
+    pub run_id: String,
+    pub test: String,
+    pub profile: String,
+    /// Where the load went (base URL or URL), never with credentials.
+    pub target: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub duration_s: f64,
+    /// True when the run stopped early (Ctrl-C, abort, error): the numbers cover what ran.
+    pub partial: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_reason: Option<String>,
+    #[serde(default)]
+    pub segment: String,
+    #[serde(default)]
+    pub shards: Vec<String>,
+    pub scenarios: Vec<ScenarioInfo>,
+    pub metrics: BTreeMap<String, MetricSummary>,
+    pub checks: Vec<CheckSummary>,
+    pub thresholds: Vec<ThresholdResult>,
+    /// The declared thresholds, so a merge can re-evaluate them.
+    pub threshold_defs: Vec<Threshold>,
+    /// Failed HTTP requests by error kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub interrupted_iterations: u64,
+    pub run_errors: Vec<String>,
+    pub notes: Vec<String>,
+    pub telemetry: TelemetryReport,
+    pub verdict: Verdict,
+    pub series: Vec<Series>,
+}
+
+/// Inputs a summary is built from besides the snapshot.
+pub struct SummaryMeta {
+    pub run_id: String,
+    pub test: String,
+    pub profile: String,
+    pub target: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub duration_s: f64,
+    pub partial_reason: Option<String>,
+    pub segment: String,
+    pub scenarios: Vec<ScenarioInfo>,
+    pub thresholds: Vec<Threshold>,
+    pub interrupted_iterations: u64,
+    pub run_errors: Vec<String>,
+    pub notes: Vec<String>,
+    pub telemetry: TelemetryReport,
+}
+
+impl Summary {
+    pub fn build(snap: &Snapshot, meta: SummaryMeta) -> Self {
+        let series = snap
+            .series
+            .iter()
+            .map(|((id, tags), agg)| Series {
+                metric: snap.registry.def(*id).name.clone(),
+                tags: tags.clone(),
+                data: SeriesData::from_agg(agg),
+            })
+            .collect();
+        let declared = snap
+            .registry
+            .defs()
+            .map(|(_, d)| (d.name.clone(), d.kind, d.contains))
+            .collect::<Vec<_>>();
+        let mut s = Summary {
+            schema_version: SCHEMA_VERSION,
+            novaload_version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: meta.run_id,
+            test: meta.test,
+            profile: meta.profile,
+            target: meta.target,
+            started_at: meta.started_at,
+            duration_s: meta.duration_s,
+            partial: meta.partial_reason.is_some(),
+            partial_reason: meta.partial_reason,
+            segment: meta.segment,
+            shards: Vec::new(),
+            scenarios: meta.scenarios,
+            metrics: BTreeMap::new(),
+            checks: Vec::new(),
+            thresholds: Vec::new(),
+            threshold_defs: meta.thresholds,
+            errors_by_kind: BTreeMap::new(),
+            interrupted_iterations: meta.interrupted_iterations,
+            run_errors: meta.run_errors,
+            notes: meta.notes,
+            telemetry: meta.telemetry,
+            verdict: Verdict::Pass,
+            series,
+        };
+        s.derive(&declared);
+        s
+    }
+
+    /// Recomputes metrics, checks, errors, thresholds and the verdict from `series` (after a
+    /// build or a merge). `declared` lists every metric of the test (with or without samples).
+    pub fn derive(&mut self, declared: &[(String, MetricKind, Contains)]) {
+        let mut merged: BTreeMap<String, Agg> = BTreeMap::new();
+        let mut checks: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        for s in &self.series {
+            let Ok(agg) = s.data.to_agg() else { continue };
+            if s.metric == "checks"
+                && let (Some(name), Agg::Rate { passes, fails }) = (&s.tags.check, &agg)
+            {
+                let e = checks.entry(name.to_string()).or_default();
+                e.0 += passes;
+                e.1 += fails;
+            }
+            if s.metric == "http_reqs"
+                && let (Some(kind), Agg::Counter { sum }) = (s.tags.error_kind, &agg)
+            {
+                *errors.entry(kind.as_str().to_string()).or_default() += *sum as u64;
+            }
+            match merged.get_mut(&s.metric) {
+                Some(m) => m.merge(&agg),
+                None => {
+                    merged.insert(s.metric.clone(), agg);
+                }
+            }
+        }
+        let has_threshold = |name: &str| self.threshold_defs.iter().any(|t| t.metric == name);
+        self.metrics.clear();
+        for (name, kind, contains) in declared {
+            let agg = merged.remove(name).unwrap_or_else(|| Agg::new(*kind));
+            // k6: metrics with thresholds always appear; others only with samples
+            if agg.samples() == 0 && !has_threshold(name) {
+                continue;
+            }
+            self.metrics.insert(
+                name.clone(),
+                MetricSummary {
+                    kind: *kind,
+                    contains: *contains,
+                    values: agg.values(self.duration_s),
+                },
+            );
+        }
+        self.checks = checks
+            .into_iter()
+            .map(|(name, (passes, fails))| CheckSummary {
+                name,
+                passes,
+                fails,
+            })
+            .collect();
+        self.errors_by_kind = errors;
+        self.evaluate_thresholds();
+    }
+
+    /// Re-evaluates thresholds against `series` and sets the verdict.
+    pub fn evaluate_thresholds(&mut self) {
+        let mut results = Vec::new();
+        for t in &self.threshold_defs {
+            let mut agg: Option<Agg> = None;
+            for s in self.series.iter().filter(|s| s.metric == t.metric) {
+                if !t
+                    .filter
+                    .iter()
+                    .all(|(k, v)| s.tags.get(k).as_deref() == Some(v.as_str()))
+                {
+                    continue;
+                }
+                let Ok(a) = s.data.to_agg() else { continue };
+                match &mut agg {
+                    Some(m) => m.merge(&a),
+                    None => agg = Some(a),
+                }
+            }
+            let kind = self
+                .metrics
+                .get(&t.metric)
+                .map(|m| m.kind)
+                .unwrap_or(MetricKind::Counter);
+            let agg = agg.unwrap_or_else(|| Agg::new(kind));
+            results.push(t.evaluate_agg(&agg, self.duration_s));
+        }
+        self.thresholds = results;
+        self.verdict = verdict(
+            &self.thresholds,
+            !self.run_errors.is_empty(),
+            self.partial_reason.as_deref(),
+        );
+    }
+
+    /// A trend's histogram over all series (for plots and merge checks).
+    pub fn trend(&self, metric: &str) -> Option<Trend> {
+        let mut out: Option<Trend> = None;
+        for s in self.series.iter().filter(|s| s.metric == metric) {
+            if let Ok(Agg::Trend(t)) = s.data.to_agg() {
+                match &mut out {
+                    Some(o) => o.merge(&t),
+                    None => out = Some(*t),
+                }
+            }
+        }
+        out
+    }
+
+    pub fn value(&self, metric: &str, key: &str) -> Option<f64> {
+        self.metrics.get(metric).and_then(|m| m.values.get(key))
+    }
+}
+
+fn verdict(results: &[ThresholdResult], run_error: bool, partial: Option<&str>) -> Verdict {
+    let aborted = partial.is_some_and(|p| p.starts_with("aborted"));
+    if run_error || aborted || results.iter().any(|r| !r.ok && r.critical) {
+        Verdict::Fail
+    } else if results.iter().any(|r| !r.ok) {
+        Verdict::Warning
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// Metrics declared in a snapshot's registry, for [`Summary::derive`].
+pub fn declared(snap: &Snapshot) -> Vec<(String, MetricKind, Contains)> {
+    snap.registry
+        .defs()
+        .map(|(_, d)| (d.name.clone(), d.kind, d.contains))
+        .collect()
+}
+
+/// Built-in metric names that only make sense with samples (hidden from text output when empty).
+pub fn is_http_builtin(name: &str) -> bool {
+    let _ = builtin::HTTP_REQS;
+    name.starts_with("http_req")
+}

@@ -1,0 +1,584 @@
+//! The runner: turns scenarios into VU tasks on tokio, owns cancellation (end of schedule,
+//! graceful ramp-down/stop, Ctrl-C, threshold aborts), sweeps per-second metrics, and returns
+//! the merged snapshot. It knows nothing of protocols: that is the [`Workload`]'s job.
+
+use crate::metrics::{Recorder, Registry, SecondSnapshot, Snapshot, Tags, builtin};
+use crate::plan::{ArrivalSchedule, Executor, Scenario, vu_active_intervals};
+use crate::telemetry::{RunLabels, Telemetry};
+use crate::thresholds::Threshold;
+use crate::workload::{ClientSettings, Vu, Workload};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
+
+/// Receives each second's aggregates (time-series file, live progress).
+pub trait SecondSink: Send {
+    fn second(&mut self, snap: &SecondSnapshot, registry: &Registry, vus: i64, vus_max: u64);
+}
+
+/// Everything one test run needs.
+pub struct TestRun {
+    pub test: String,
+    pub run_id: Arc<str>,
+    pub scenarios: Vec<Scenario>,
+    pub registry: Arc<Registry>,
+    pub thresholds: Vec<Threshold>,
+    pub telemetry: Telemetry,
+    pub settings: ClientSettings,
+    /// Cancelled on Ctrl-C/SIGTERM: stop starting iterations, finish within gracefulStop.
+    pub interrupt: CancellationToken,
+    /// Cancelled on a second Ctrl-C: stop now.
+    pub kill: CancellationToken,
+    pub sinks: Vec<Box<dyn SecondSink>>,
+    pub setup_timeout: Duration,
+    pub teardown_timeout: Duration,
+}
+
+/// What happened.
+pub struct RunOutcome {
+    pub snapshot: Snapshot,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub duration: Duration,
+    /// Stopped early by Ctrl-C/SIGTERM.
+    pub interrupted: bool,
+    /// A threshold with abortOnFail failed: which one.
+    pub aborted_by: Option<String>,
+    /// Setup/teardown failures and other run errors.
+    pub errors: Vec<String>,
+    pub vus_max: u64,
+    /// Iterations cut short by a graceful deadline.
+    pub interrupted_iterations: u64,
+}
+
+struct Shared<W> {
+    workload: Arc<W>,
+    rec: Arc<Recorder>,
+    tel: Telemetry,
+    settings: ClientSettings,
+    run_id: Arc<str>,
+    test: Arc<str>,
+    /// Stop starting iterations (interrupt or abort).
+    stop_new: CancellationToken,
+    /// Stop everything now.
+    hard: CancellationToken,
+    active_vus: AtomicI64,
+    allocated_vus: AtomicU64,
+    next_vu_id: AtomicU64,
+    interrupted_iterations: AtomicU64,
+}
+
+impl<W: Workload> Shared<W> {
+    fn new_vu(&self, scenario: &Arc<str>) -> Vu {
+        let id = self.next_vu_id.fetch_add(1, Ordering::Relaxed);
+        let labels = RunLabels {
+            run_id: self.run_id.clone(),
+            test: self.test.clone(),
+            scenario: scenario.clone(),
+        };
+        Vu::new(
+            id,
+            labels,
+            self.rec.clone(),
+            self.tel.clone(),
+            self.settings.clone(),
+            self.hard.clone(),
+        )
+    }
+
+    /// Runs one iteration until it ends, `deadline` passes, or the hard stop. Returns whether
+    /// it completed.
+    async fn iteration(
+        &self,
+        vu: &mut Vu,
+        deadline: Option<tokio::time::Instant>,
+        intended: Option<Instant>,
+    ) -> bool {
+        vu.iteration += 1;
+        vu.iteration_span = Some(self.tel.iteration_span(&vu.labels, vu.id, vu.iteration));
+        vu.intended_start = intended;
+        let start = Instant::now();
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let completed = {
+            let fut = self.workload.iteration(vu);
+            tokio::select! {
+                _ = fut => true,
+                _ = sleep_until(deadline.unwrap_or(far)) => false,
+                _ = self.hard.cancelled() => false,
+            }
+        };
+        let span = vu.iteration_span.take();
+        if completed {
+            let tags = Tags::scenario(&vu.labels.scenario);
+            let dur = start.elapsed();
+            self.rec.record(builtin::ITERATIONS, 1.0, &tags);
+            self.rec.record(
+                builtin::ITERATION_DURATION,
+                dur.as_secs_f64() * 1000.0,
+                &tags,
+            );
+            if let Some(intended) = intended {
+                let corrected = intended.elapsed();
+                self.rec.record(
+                    builtin::ITERATION_DURATION_CORRECTED,
+                    corrected.as_secs_f64() * 1000.0,
+                    &tags,
+                );
+            }
+            let trace = span.as_ref().and_then(|s| s.sampled_trace_id());
+            self.tel
+                .record_iteration(&vu.labels, dur.as_secs_f64(), trace.as_deref());
+            if let Some(s) = span {
+                s.end(None);
+            }
+        } else {
+            self.interrupted_iterations.fetch_add(1, Ordering::Relaxed);
+            // the connection may be mid-request: start clean next time
+            vu.http.reset();
+            if let Some(s) = span {
+                s.end(Some("iteration interrupted by the end of the run"));
+            }
+        }
+        vu.intended_start = None;
+        completed
+    }
+}
+
+/// Runs one test: setup, every scenario, teardown. Never panics on workload failures.
+pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutcome {
+    let started_at = chrono::Utc::now();
+    let rec = Arc::new(Recorder::new(params.registry.clone()));
+    let shared = Arc::new(Shared {
+        workload,
+        rec: rec.clone(),
+        tel: params.telemetry.clone(),
+        settings: params.settings.clone(),
+        run_id: params.run_id.clone(),
+        test: Arc::from(params.test.as_str()),
+        stop_new: params.interrupt.child_token(),
+        hard: params.kill.child_token(),
+        active_vus: AtomicI64::new(0),
+        allocated_vus: AtomicU64::new(0),
+        next_vu_id: AtomicU64::new(1),
+        interrupted_iterations: AtomicU64::new(0),
+    });
+    let mut errors = Vec::new();
+    let setup_scenario: Arc<str> = Arc::from("setup");
+
+    // setup() in VU 0
+    let mut vu0 = Vu::new(
+        0,
+        RunLabels {
+            run_id: shared.run_id.clone(),
+            test: shared.test.clone(),
+            scenario: setup_scenario.clone(),
+        },
+        rec.clone(),
+        shared.tel.clone(),
+        shared.settings.clone(),
+        shared.hard.clone(),
+    );
+    let setup_ok =
+        match tokio::time::timeout(params.setup_timeout, shared.workload.setup(&mut vu0)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                errors.push(format!("setup failed: {e:#}"));
+                false
+            }
+            Err(_) => {
+                errors.push(format!(
+                    "setup timed out after {}",
+                    humantime::format_duration(params.setup_timeout)
+                ));
+                false
+            }
+        };
+
+    let run_start = tokio::time::Instant::now();
+    let max_vus: u64 = params.scenarios.iter().map(|s| s.executor.max_vus()).sum();
+    let total_planned = params
+        .scenarios
+        .iter()
+        .map(|s| s.start_time + s.executor.duration() + s.graceful_stop)
+        .max()
+        .unwrap_or_default();
+
+    // Per-second sweep: time series, live progress, VU gauges, abortOnFail thresholds.
+    let sweep_stop = CancellationToken::new();
+    let aborted_by = Arc::new(std::sync::Mutex::new(None::<String>));
+    let sweep = {
+        let shared = shared.clone();
+        let rec = rec.clone();
+        let registry = params.registry.clone();
+        let mut sinks = std::mem::take(&mut params.sinks);
+        let abort_thresholds: Vec<Threshold> = params
+            .thresholds
+            .iter()
+            .filter(|t| t.abort_on_fail)
+            .cloned()
+            .collect();
+        let stop = sweep_stop.clone();
+        let aborted_by = aborted_by.clone();
+        let interrupt = params.interrupt.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(
+                run_start + Duration::from_secs(1),
+                Duration::from_secs(1),
+            );
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let labels = RunLabels {
+                run_id: shared.run_id.clone(),
+                test: shared.test.clone(),
+                scenario: Arc::from("all"),
+            };
+            loop {
+                let last = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = stop.cancelled() => true,
+                };
+                let vus = shared.active_vus.load(Ordering::Relaxed);
+                let allocated = shared.allocated_vus.load(Ordering::Relaxed);
+                rec.record(builtin::VUS, vus as f64, &Tags::default());
+                rec.record(builtin::VUS_MAX, allocated as f64, &Tags::default());
+                shared.tel.record_vus(&labels, vus.max(0) as u64, allocated);
+                let snap = rec.take_second();
+                for s in sinks.iter_mut() {
+                    s.second(&snap, &registry, vus, allocated);
+                }
+                if !abort_thresholds.is_empty() && !last {
+                    let elapsed = run_start.elapsed();
+                    let due: Vec<&Threshold> = abort_thresholds
+                        .iter()
+                        .filter(|t| t.delay_abort_eval.is_none_or(|d| elapsed >= d))
+                        .collect();
+                    if !due.is_empty() {
+                        let full = rec.snapshot();
+                        let secs = elapsed.as_secs_f64();
+                        if let Some(t) = due.iter().find(|t| !t.evaluate(&full, secs).ok) {
+                            *aborted_by.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(format!("{}: {}", t.metric_key, t.source));
+                            shared.stop_new.cancel();
+                            interrupt.cancel();
+                        }
+                    }
+                }
+                if last {
+                    break;
+                }
+            }
+        })
+    };
+
+    // Graceful deadline after an interrupt: iterations get the longest gracefulStop, then stop.
+    let grace = params
+        .scenarios
+        .iter()
+        .map(|s| s.graceful_stop)
+        .max()
+        .unwrap_or_default();
+    let reaper = {
+        let interrupt = params.interrupt.clone();
+        let hard = shared.hard.clone();
+        tokio::spawn(async move {
+            interrupt.cancelled().await;
+            tokio::time::sleep(grace).await;
+            hard.cancel();
+        })
+    };
+
+    if setup_ok {
+        let mut tasks = Vec::new();
+        for sc in params.scenarios.clone() {
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                let start = run_start + sc.start_time;
+                tokio::select! {
+                    _ = sleep_until(start) => {}
+                    _ = shared.stop_new.cancelled() => return,
+                }
+                run_scenario(shared, sc, start).await;
+            }));
+        }
+        // Bound the whole run by its plan: nothing outlives schedule + graceful stop.
+        let all = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(total_planned + Duration::from_secs(5), all)
+            .await
+            .is_err()
+        {
+            shared.hard.cancel();
+            errors.push("scenarios overran their schedule plus gracefulStop; stopped".into());
+        }
+    }
+    let duration = run_start.elapsed();
+    reaper.abort();
+    sweep_stop.cancel();
+    let _ = sweep.await;
+
+    if setup_ok {
+        let mut vu0 = Vu::new(
+            0,
+            RunLabels {
+                run_id: shared.run_id.clone(),
+                test: shared.test.clone(),
+                scenario: Arc::from("teardown"),
+            },
+            rec.clone(),
+            shared.tel.clone(),
+            shared.settings.clone(),
+            params.kill.child_token(),
+        );
+        match tokio::time::timeout(params.teardown_timeout, shared.workload.teardown(&mut vu0))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(format!("teardown failed: {e:#}")),
+            Err(_) => errors.push(format!(
+                "teardown timed out after {}",
+                humantime::format_duration(params.teardown_timeout)
+            )),
+        }
+    }
+
+    let aborted_by = aborted_by.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    RunOutcome {
+        snapshot: rec.snapshot(),
+        started_at,
+        duration,
+        interrupted: params.interrupt.is_cancelled() && aborted_by.is_none(),
+        aborted_by,
+        errors,
+        vus_max: max_vus,
+        interrupted_iterations: shared.interrupted_iterations.load(Ordering::Relaxed),
+    }
+}
+
+async fn run_scenario<W: Workload>(
+    shared: Arc<Shared<W>>,
+    sc: Scenario,
+    start: tokio::time::Instant,
+) {
+    let name: Arc<str> = Arc::from(sc.name.as_str());
+    let end = start + sc.executor.duration();
+    let stop_deadline = end + sc.graceful_stop;
+    match &sc.executor {
+        Executor::RampingVus {
+            start_vus,
+            stages,
+            graceful_ramp_down,
+        } => {
+            let max = sc.executor.max_vus();
+            shared.allocated_vus.fetch_add(max, Ordering::Relaxed);
+            let mut tasks = Vec::with_capacity(max as usize);
+            for i in 0..max {
+                let intervals = vu_active_intervals(*start_vus, stages, i);
+                if intervals.is_empty() {
+                    continue;
+                }
+                let shared = shared.clone();
+                let name = name.clone();
+                let grd = *graceful_ramp_down;
+                tasks.push(tokio::spawn(async move {
+                    let mut vu: Option<Vu> = None;
+                    for (from, to) in intervals {
+                        let (from, to) = (start + from, start + to);
+                        tokio::select! {
+                            _ = sleep_until(from) => {}
+                            _ = shared.stop_new.cancelled() => return,
+                        }
+                        let vu = vu.get_or_insert_with(|| shared.new_vu(&name));
+                        shared.active_vus.fetch_add(1, Ordering::Relaxed);
+                        // the last interval ends with the scenario: gracefulStop applies, else gracefulRampDown
+                        let deadline = if to >= end { stop_deadline } else { to + grd };
+                        while tokio::time::Instant::now() < to && !shared.stop_new.is_cancelled() {
+                            shared.iteration(vu, Some(deadline), None).await;
+                        }
+                        shared.active_vus.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }));
+            }
+            futures_util::future::join_all(tasks).await;
+        }
+        Executor::ConstantVus { vus, .. } => {
+            looping_vus(&shared, &name, *vus, end, stop_deadline, Limit::None).await;
+        }
+        Executor::PerVuIterations {
+            vus, iterations, ..
+        } => {
+            looping_vus(
+                &shared,
+                &name,
+                *vus,
+                end,
+                stop_deadline,
+                Limit::PerVu(*iterations),
+            )
+            .await;
+        }
+        Executor::SharedIterations {
+            vus, iterations, ..
+        } => {
+            let left = Arc::new(AtomicU64::new(*iterations));
+            looping_vus(
+                &shared,
+                &name,
+                *vus,
+                end,
+                stop_deadline,
+                Limit::Shared(left),
+            )
+            .await;
+        }
+        Executor::ConstantArrivalRate {
+            pre_allocated_vus,
+            max_vus,
+            ..
+        }
+        | Executor::RampingArrivalRate {
+            pre_allocated_vus,
+            max_vus,
+            ..
+        } => {
+            arrival_rate(
+                &shared,
+                &name,
+                &sc.executor,
+                start,
+                stop_deadline,
+                *pre_allocated_vus,
+                *max_vus,
+            )
+            .await;
+        }
+    }
+}
+
+/// How many iterations closed-model VUs may run.
+#[derive(Clone)]
+enum Limit {
+    None,
+    PerVu(u64),
+    Shared(Arc<AtomicU64>),
+}
+
+impl Limit {
+    fn take(&self, done: u64) -> bool {
+        match self {
+            Limit::None => true,
+            Limit::PerVu(n) => done < *n,
+            Limit::Shared(left) => left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+}
+
+/// Closed-model VUs that loop until `end`, the stop, or their iteration limit.
+async fn looping_vus<W: Workload>(
+    shared: &Arc<Shared<W>>,
+    name: &Arc<str>,
+    vus: u64,
+    end: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+    limit: Limit,
+) {
+    shared.allocated_vus.fetch_add(vus, Ordering::Relaxed);
+    let mut tasks = Vec::with_capacity(vus as usize);
+    for _ in 0..vus {
+        let shared = shared.clone();
+        let name = name.clone();
+        let limit = limit.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut vu = shared.new_vu(&name);
+            shared.active_vus.fetch_add(1, Ordering::Relaxed);
+            let mut done = 0;
+            while tokio::time::Instant::now() < end
+                && !shared.stop_new.is_cancelled()
+                && limit.take(done)
+            {
+                shared.iteration(&mut vu, Some(deadline), None).await;
+                done += 1;
+            }
+            shared.active_vus.fetch_sub(1, Ordering::Relaxed);
+        }));
+    }
+    futures_util::future::join_all(tasks).await;
+}
+
+/// Open model: a dispatcher starts iterations on a clock; VUs pick them up. A start that waits
+/// for a free VU is late (counted, and its latency measured from the intended time); a start
+/// that would wait longer than one full round of VUs is dropped (counted), as k6 drops them.
+async fn arrival_rate<W: Workload>(
+    shared: &Arc<Shared<W>>,
+    name: &Arc<str>,
+    executor: &Executor,
+    start: tokio::time::Instant,
+    stop_deadline: tokio::time::Instant,
+    pre_allocated: u64,
+    max_vus: u64,
+) {
+    let Some(mut schedule) = ArrivalSchedule::new(executor) else {
+        return;
+    };
+    let (tx, rx) = mpsc::channel::<Instant>(max_vus.max(1) as usize);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let idle = Arc::new(AtomicI64::new(0));
+    let tags = Tags::scenario(name);
+    let spawn_vu = |shared: &Arc<Shared<W>>| {
+        let shared = shared.clone();
+        let name = name.clone();
+        let rx = rx.clone();
+        let idle = idle.clone();
+        let tags = tags.clone();
+        shared.allocated_vus.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let mut vu: Option<Vu> = None;
+            loop {
+                idle.fetch_add(1, Ordering::Relaxed);
+                let next = { rx.lock().await.recv().await };
+                idle.fetch_sub(1, Ordering::Relaxed);
+                let Some(intended) = next else { break };
+                if shared.stop_new.is_cancelled() {
+                    break;
+                }
+                if intended.elapsed() > Duration::from_millis(5) {
+                    shared.rec.record(builtin::LATE_ITERATIONS, 1.0, &tags);
+                }
+                let vu = vu.get_or_insert_with(|| shared.new_vu(&name));
+                shared.active_vus.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .iteration(vu, Some(stop_deadline), Some(intended))
+                    .await;
+                shared.active_vus.fetch_sub(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut tasks: Vec<_> = (0..pre_allocated).map(|_| spawn_vu(shared)).collect();
+    let mut allocated = pre_allocated;
+    let labels = RunLabels {
+        run_id: shared.run_id.clone(),
+        test: shared.test.clone(),
+        scenario: name.clone(),
+    };
+    let mut k = 0u64;
+    while let Some(offset) = schedule.start_of(k) {
+        k += 1;
+        let at = start + offset;
+        tokio::select! {
+            _ = sleep_until(at) => {}
+            _ = shared.stop_new.cancelled() => break,
+        }
+        if idle.load(Ordering::Relaxed) <= 0 && allocated < max_vus {
+            tasks.push(spawn_vu(shared));
+            allocated += 1;
+        }
+        // The channel holds at most max_vus waiting starts: beyond that a start is dropped.
+        if tx.try_send(at.into_std()).is_err() {
+            shared.rec.record(builtin::DROPPED_ITERATIONS, 1.0, &tags);
+            shared.tel.record_dropped_iterations(&labels, 1);
+        }
+    }
+    drop(tx);
+    futures_util::future::join_all(tasks).await;
+}

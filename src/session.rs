@@ -1,0 +1,651 @@
+//! A session: one `novaload run` invocation. Resolves the config, starts telemetry (and the
+//! built-in target when no URL is given), runs each test, writes the results folder, and
+//! returns the overall verdict. Results are written even when a run is interrupted.
+
+use crate::cli::RunArgs;
+use crate::config::{self, Options, StageSpec};
+use crate::error::ConfigError;
+use crate::metrics::Registry;
+use crate::plan::Scenario;
+use crate::progress::{Console, Progress};
+use crate::report::summary::{ScenarioInfo, SummaryMeta, declared};
+use crate::report::{Summary, Verdict, json, markdown, timeseries::TimeseriesWriter};
+use crate::runner::{self, RunOutcome, SecondSink, TestRun};
+use crate::telemetry::{RunLabels, Telemetry, TelemetryConfig};
+use crate::thresholds::{self, Threshold, ThresholdSpec};
+use crate::workload::url::UrlWorkload;
+use crate::workload::{ClientSettings, TlsSettings};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What a session produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub results_dir: PathBuf,
+    pub summaries: Vec<Summary>,
+    pub interrupted: bool,
+}
+
+/// A test ready to run.
+pub struct TestPlan {
+    /// Test label (`api`, `url`, ...).
+    pub test: String,
+    /// File stem in the results folder (`api`, `websocket`, `database`, ...).
+    pub file_stem: String,
+    pub target: String,
+    pub scenarios: Vec<Scenario>,
+    pub registry: Arc<Registry>,
+    pub thresholds: Vec<Threshold>,
+    pub notes: Vec<String>,
+    pub workload: WorkloadKind,
+}
+
+/// The workload behind a plan.
+pub enum WorkloadKind {
+    Url(Arc<UrlWorkload>),
+}
+
+/// Stops: `interrupt` starts a graceful stop, `kill` stops at once.
+#[derive(Clone, Default)]
+pub struct Stops {
+    pub interrupt: CancellationToken,
+    pub kill: CancellationToken,
+}
+
+impl Stops {
+    /// Wires Ctrl-C and SIGTERM: the first asks for a graceful stop, the second kills.
+    pub fn from_signals() -> Self {
+        let stops = Stops::default();
+        let s = stops.clone();
+        tokio::spawn(async move {
+            let mut hits = 0;
+            loop {
+                wait_signal().await;
+                hits += 1;
+                if hits == 1 {
+                    eprintln!(
+                        "\nnovaload: stopping gracefully (press Ctrl-C again to stop now); results will be written"
+                    );
+                    s.interrupt.cancel();
+                } else {
+                    s.kill.cancel();
+                    break;
+                }
+            }
+        });
+        stops
+    }
+}
+
+async fn wait_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Parses `30s:100`.
+fn parse_stage(s: &str) -> Result<StageSpec, ConfigError> {
+    let (d, t) = s.split_once(':').ok_or_else(|| {
+        ConfigError::new(
+            "--stage",
+            format!("'{s}' has no ':'"),
+            "write DURATION:TARGET, e.g. --stage 30s:100",
+        )
+    })?;
+    config::parse_duration(d, "--stage")?;
+    let target: f64 = t.trim().parse().map_err(|_| {
+        ConfigError::new(
+            "--stage",
+            format!("target '{t}' is not a number"),
+            "write DURATION:TARGET, e.g. --stage 30s:100",
+        )
+    })?;
+    Ok(StageSpec {
+        duration: d.trim().to_string(),
+        target,
+    })
+}
+
+/// Applies k6-style CLI overrides (`--vus`, `--duration`, `--iterations`, `--stage`, `--rate`)
+/// on top of file options. Any of them replaces the scenarios, as in k6.
+pub fn apply_overrides(mut o: Options, a: &RunArgs) -> Result<Options, ConfigError> {
+    let stages = a
+        .stages
+        .iter()
+        .map(|s| parse_stage(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(rate) = a.rate {
+        if rate <= 0.0 || !rate.is_finite() {
+            return Err(ConfigError::new(
+                "--rate",
+                format!("{rate} is not a positive rate"),
+                "give iterations per second, e.g. --rate 5000",
+            ));
+        }
+        let duration = a.duration.clone().or(o.duration.clone()).ok_or_else(|| {
+            ConfigError::new(
+                "--duration",
+                "--rate needs a duration",
+                "add --duration 30s",
+            )
+        })?;
+        let pre = a.vus.unwrap_or(100);
+        let spec = config::ScenarioSpec {
+            executor: "constant-arrival-rate".into(),
+            rate: Some(rate),
+            time_unit: Some("1s".into()),
+            duration: Some(duration),
+            pre_allocated_vus: Some(pre),
+            max_vus: Some(a.max_vus.unwrap_or(pre).max(pre)),
+            ..Default::default()
+        };
+        o.scenarios = Some([("default".to_string(), spec)].into_iter().collect());
+        return Ok(o);
+    }
+    if !stages.is_empty() {
+        o.scenarios = None;
+        o.stages = Some(stages);
+        o.iterations = None;
+        o.duration = None;
+        if a.vus.is_some() {
+            o.vus = a.vus;
+        }
+        return Ok(o);
+    }
+    if a.vus.is_some() || a.duration.is_some() || a.iterations.is_some() {
+        o.scenarios = None;
+        o.stages = None;
+        if a.vus.is_some() {
+            o.vus = a.vus;
+        }
+        if a.duration.is_some() {
+            o.duration = a.duration.clone();
+        }
+        if a.iterations.is_some() {
+            o.iterations = a.iterations;
+        }
+    }
+    Ok(o)
+}
+
+/// Builds thresholds from options plus `--threshold` flags.
+pub fn build_thresholds(
+    o: &Options,
+    extra: &[String],
+    registry: &Registry,
+) -> Result<Vec<Threshold>, ConfigError> {
+    let mut out = Vec::new();
+    for (metric, list) in &o.thresholds {
+        for spec in list.specs() {
+            out.push(thresholds::build(metric, &spec, registry)?);
+        }
+    }
+    for e in extra {
+        let (metric, expr) = e.split_once('=').ok_or_else(|| {
+            ConfigError::new(
+                "--threshold",
+                format!("'{e}' has no '='"),
+                "write METRIC=EXPR, e.g. --threshold 'http_req_duration=p(99)<250'",
+            )
+        })?;
+        out.push(thresholds::build(
+            metric.trim(),
+            &ThresholdSpec::Plain(expr.trim().to_string()),
+            registry,
+        )?);
+    }
+    Ok(out)
+}
+
+fn parse_header(h: &str) -> Result<(http::HeaderName, http::HeaderValue), ConfigError> {
+    let (k, v) = h.split_once(':').ok_or_else(|| {
+        ConfigError::new(
+            "--header",
+            format!("'{h}' has no ':'"),
+            "write -H 'Name: value'",
+        )
+    })?;
+    let name = http::HeaderName::from_bytes(k.trim().as_bytes()).map_err(|e| {
+        ConfigError::new(
+            "--header",
+            format!("bad header name '{}': {e}", k.trim()),
+            "use a token like X-Request-Id",
+        )
+    })?;
+    let value = http::HeaderValue::from_str(v.trim()).map_err(|e| {
+        ConfigError::new(
+            "--header",
+            format!("bad value for {name}: {e}"),
+            "use visible ASCII",
+        )
+    })?;
+    Ok((name, value))
+}
+
+/// The quick-mode plan (`--url`).
+fn url_plan(a: &RunArgs, url_s: &str) -> Result<TestPlan, ConfigError> {
+    let url = url::Url::parse(url_s).map_err(|e| {
+        ConfigError::new(
+            "--url",
+            format!("'{url_s}' is not a URL ({e})"),
+            "give a full URL like http://127.0.0.1:8080/health",
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(
+            "--url",
+            format!("scheme '{}' is not supported", url.scheme()),
+            "use http:// or https://",
+        ));
+    }
+    let method =
+        http::Method::from_bytes(a.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+            ConfigError::new(
+                "--method",
+                format!("'{}' is not an HTTP method", a.method),
+                "use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS",
+            )
+        })?;
+    let headers = a
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = match &a.body {
+        Some(b) if b.starts_with('@') => {
+            Some(bytes::Bytes::from(std::fs::read(&b[1..]).map_err(|e| {
+                ConfigError::new(
+                    "--body",
+                    format!("cannot read {}: {e}", &b[1..]),
+                    "check the path after @",
+                )
+            })?))
+        }
+        Some(b) => Some(bytes::Bytes::from(b.clone())),
+        None => None,
+    };
+    let mut options = match &a.scenario {
+        Some(p) => Options::from_file(p)?,
+        None => Options::default(),
+    };
+    // Quick mode's default load: 10 VUs for 10 s (k6's 1 VU × 1 iteration is not a load test).
+    let any_override = a.vus.is_some()
+        || a.duration.is_some()
+        || a.iterations.is_some()
+        || !a.stages.is_empty()
+        || a.rate.is_some();
+    if a.scenario.is_none() && !any_override {
+        options.vus = Some(10);
+        options.duration = Some("10s".into());
+    }
+    let options = apply_overrides(options, a)?;
+    let registry = Registry::new();
+    let thresholds = build_thresholds(&options, &a.thresholds, &registry)?;
+    let mut notes = Vec::new();
+    for k in options.ignored_keys() {
+        notes.push(format!(
+            "option `{k}` in the scenario file is not used by novaload"
+        ));
+    }
+    let target = format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    );
+    Ok(TestPlan {
+        test: "url".into(),
+        file_stem: "url".into(),
+        target,
+        scenarios: options.scenarios()?,
+        registry: Arc::new(registry),
+        thresholds,
+        notes,
+        workload: WorkloadKind::Url(Arc::new(UrlWorkload::new(method, url, headers, body))),
+    })
+}
+
+/// Creates `base/<UTC timestamp>/`, never reusing an existing folder.
+pub fn create_results_dir(base: &Path) -> Result<PathBuf, ConfigError> {
+    let stamp = chrono::Utc::now().format("%Y%m%d_%H%M%S").to_string();
+    let fix = "pass --out DIR with a directory you can write to";
+    std::fs::create_dir_all(base).map_err(|e| {
+        ConfigError::new(
+            "--out",
+            format!("cannot create {}: {e}", base.display()),
+            fix,
+        )
+    })?;
+    for n in 0..1000 {
+        let dir = if n == 0 {
+            base.join(&stamp)
+        } else {
+            base.join(format!("{stamp}-{n}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(ConfigError::new(
+                    "--out",
+                    format!("cannot create {}: {e}", dir.display()),
+                    fix,
+                ));
+            }
+        }
+    }
+    Err(ConfigError::new(
+        "--out",
+        "too many runs started this second",
+        fix,
+    ))
+}
+
+fn telemetry_config(
+    a: &RunArgs,
+    run_id: &str,
+    profile: &str,
+) -> Result<TelemetryConfig, ConfigError> {
+    let sample_ratio = match a.trace_sample_ratio {
+        Some(r) => r,
+        None => match std::env::var("OTEL_TRACES_SAMPLER_ARG") {
+            Ok(v) => v.parse().map_err(|_| {
+                ConfigError::new(
+                    "OTEL_TRACES_SAMPLER_ARG",
+                    format!("'{v}' is not a number"),
+                    "set a ratio between 0 and 1",
+                )
+            })?,
+            Err(_) => match std::env::var("OTEL_TRACES_SAMPLER").as_deref() {
+                Ok("always_off") | Ok("parentbased_always_off") => 0.0,
+                _ => 1.0,
+            },
+        },
+    };
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return Err(ConfigError::new(
+            "--trace-sample-ratio",
+            format!("{sample_ratio} is outside 0..1"),
+            "use a ratio between 0 and 1, e.g. 0.1",
+        ));
+    }
+    if !matches!(a.otlp_protocol.as_str(), "grpc" | "http/protobuf") {
+        return Err(ConfigError::new(
+            "--otlp-protocol",
+            format!("'{}' is not supported", a.otlp_protocol),
+            "use grpc or http/protobuf",
+        ));
+    }
+    let resource_attributes = std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(TelemetryConfig {
+        run_id: run_id.to_string(),
+        profile: profile.to_string(),
+        segment: String::new(),
+        metrics_listen: a.metrics_listen,
+        otlp_endpoint: a.otlp_endpoint.clone().filter(|e| !e.is_empty()),
+        otlp_protocol: a.otlp_protocol.clone(),
+        service_name: a.service_name.clone(),
+        resource_attributes,
+        sample_ratio,
+        metrics_interval: Duration::from_secs(5),
+        traces: !a.no_traces,
+    })
+}
+
+/// Validates everything that can be validated before any file is written or load is sent.
+pub fn plan(a: &RunArgs) -> Result<Vec<TestPlan>, ConfigError> {
+    if let Some(u) = &a.url {
+        return Ok(vec![url_plan(a, u)?]);
+    }
+    match a.test {
+        Some(t) => Err(ConfigError::new(
+            "TEST",
+            format!("the {t:?} workload is not available in this build yet"),
+            "use --url URL for quick mode",
+        )),
+        None => Err(ConfigError::new(
+            "TEST",
+            "nothing to run",
+            "name a test (api, dwcp, ws, db, all) or give --url URL",
+        )),
+    }
+}
+
+/// Runs a session with the given stop tokens (tests pass their own; the CLI wires signals).
+pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
+    let request_timeout = config::parse_duration(&a.timeout, "--timeout")?;
+    let plans = plan(&a)?;
+    let needs_tls = plans.iter().any(|p| p.target.starts_with("https"));
+    let tls = if needs_tls || a.cacert.is_some() || a.insecure_skip_tls_verify {
+        Some(
+            TlsSettings::new(a.cacert.as_deref(), a.insecure_skip_tls_verify).map_err(|e| {
+                ConfigError::new("--cacert", format!("{e:#}"), "give a readable PEM file")
+            })?,
+        )
+    } else {
+        None
+    };
+    let run_id = a
+        .run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    let profile = a.profile.clone().unwrap_or_else(|| "custom".into());
+    let tel_cfg = telemetry_config(&a, &run_id, &profile)?;
+    let results_dir = create_results_dir(&a.out)?;
+    let telemetry = Telemetry::start(tel_cfg)
+        .await
+        .context("starting telemetry")?;
+    if let Some(addr) = telemetry.metrics_addr()
+        && !a.quiet
+    {
+        eprintln!("novaload: live metrics on http://{addr}/metrics");
+    }
+    let settings = ClientSettings {
+        tls,
+        request_timeout,
+    };
+    let mut summaries: Vec<Summary> = Vec::new();
+    let mut interrupted = false;
+    for p in plans {
+        if stops.interrupt.is_cancelled() {
+            break;
+        }
+        let console = Console::new(
+            std::fs::File::create(results_dir.join(format!("{}.log", p.file_stem))).ok(),
+            a.quiet,
+        );
+        console.line(&format!(
+            "novaload {}: running {} against {} (run id {run_id})",
+            env!("CARGO_PKG_VERSION"),
+            p.test,
+            p.target
+        ));
+        for sc in &p.scenarios {
+            console.line(&format!("  scenario {}: {}", sc.name, config::describe(sc)));
+        }
+        let planned = p
+            .scenarios
+            .iter()
+            .map(|s| s.start_time + s.executor.duration())
+            .max()
+            .unwrap_or_default();
+        let mut sinks: Vec<Box<dyn SecondSink>> = vec![Box::new(Progress::new(
+            &p.test,
+            planned.as_secs_f64(),
+            console.clone(),
+            a.quiet,
+        ))];
+        match TimeseriesWriter::create(&results_dir.join(format!("{}.json", p.file_stem))) {
+            Ok(w) => sinks.push(Box::new(w)),
+            Err(e) => console.line(&format!("warning: cannot write the time series: {e}")),
+        }
+        let labels = RunLabels {
+            run_id: Arc::from(run_id.as_str()),
+            test: Arc::from(p.test.as_str()),
+            scenario: Arc::from("all"),
+        };
+        telemetry.test_started(&labels, &profile);
+        let params = TestRun {
+            test: p.test.clone(),
+            run_id: Arc::from(run_id.as_str()),
+            scenarios: p.scenarios.clone(),
+            registry: p.registry.clone(),
+            thresholds: p.thresholds.clone(),
+            telemetry: telemetry.clone(),
+            settings: settings.clone(),
+            interrupt: stops.interrupt.clone(),
+            kill: stops.kill.clone(),
+            sinks,
+            setup_timeout: Duration::from_secs(60),
+            teardown_timeout: Duration::from_secs(60),
+        };
+        let outcome: RunOutcome = match &p.workload {
+            WorkloadKind::Url(w) => runner::run(w.clone(), params).await,
+        };
+        telemetry.test_finished(&labels);
+        interrupted |= outcome.interrupted;
+        let summary = summarize(&p, &outcome, &run_id, &profile);
+        console.line(&markdown::render(std::slice::from_ref(&summary)));
+        write_summary(&results_dir, &p.file_stem, &summary)?;
+        summaries.push(summary);
+        std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
+            .context("writing SUMMARY.md")?;
+    }
+    let report = telemetry.shutdown().await;
+    if report.spans_dropped > 0 || !report.errors.is_empty() {
+        for (s, stem) in summaries.iter_mut().zip(file_stems(&summaries_stems(&a))) {
+            s.telemetry = report.clone();
+            let _ = write_summary(&results_dir, &stem, s);
+        }
+        std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
+            .context("writing SUMMARY.md")?;
+    }
+    let verdict = markdown::overall(&summaries);
+    Ok(Outcome {
+        verdict,
+        results_dir,
+        summaries,
+        interrupted,
+    })
+}
+
+fn summaries_stems(a: &RunArgs) -> Vec<String> {
+    plan(a)
+        .map(|ps| ps.into_iter().map(|p| p.file_stem).collect())
+        .unwrap_or_default()
+}
+
+fn file_stems(v: &[String]) -> Vec<String> {
+    v.to_vec()
+}
+
+fn summarize(p: &TestPlan, o: &RunOutcome, run_id: &str, profile: &str) -> Summary {
+    let partial_reason = if let Some(t) = &o.aborted_by {
+        Some(format!("aborted: threshold {t} failed (abortOnFail)"))
+    } else if o.interrupted {
+        Some("interrupted by Ctrl-C/SIGTERM".to_string())
+    } else {
+        None
+    };
+    let meta = SummaryMeta {
+        run_id: run_id.to_string(),
+        test: p.test.clone(),
+        profile: profile.to_string(),
+        target: p.target.clone(),
+        started_at: o.started_at,
+        duration_s: o.duration.as_secs_f64(),
+        partial_reason,
+        segment: String::new(),
+        scenarios: p
+            .scenarios
+            .iter()
+            .map(|s| ScenarioInfo {
+                name: s.name.clone(),
+                executor: s.executor.name().into(),
+                description: config::describe(s),
+            })
+            .collect(),
+        thresholds: p.thresholds.clone(),
+        interrupted_iterations: o.interrupted_iterations,
+        run_errors: o.errors.clone(),
+        notes: p.notes.clone(),
+        telemetry: Default::default(),
+    };
+    let s = Summary::build(&o.snapshot, meta);
+    debug_assert_eq!(declared(&o.snapshot).len(), o.snapshot.registry.len());
+    s
+}
+
+fn write_summary(dir: &Path, stem: &str, s: &Summary) -> anyhow::Result<()> {
+    let text = json::summary_file(s)?;
+    let path = dir.join(format!("{stem}_summary.json"));
+    // write-then-rename so a reader never sees half a summary
+    let tmp = dir.join(format!(".{stem}_summary.json.tmp"));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `novaload report DIR`: re-renders SUMMARY.md from the JSON summaries.
+pub fn report(dir: &Path) -> anyhow::Result<Verdict> {
+    let mut summaries = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with("_summary.json"))
+        })
+        .collect();
+    anyhow::ensure!(
+        !entries.is_empty(),
+        "{} holds no *_summary.json files; give a results/<timestamp> folder",
+        dir.display()
+    );
+    entries.sort_by_key(|p| order_of(p));
+    for p in entries {
+        summaries.push(json::read_summary(&p)?);
+    }
+    std::fs::write(dir.join("SUMMARY.md"), markdown::render(&summaries))?;
+    Ok(markdown::overall(&summaries))
+}
+
+fn order_of(p: &Path) -> (usize, String) {
+    let n = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
+    let rank = ["api_", "dwcp_", "websocket_", "database_"]
+        .iter()
+        .position(|s| n.starts_with(s))
+        .unwrap_or(9);
+    (rank, n)
+}

@@ -1,0 +1,281 @@
+//! The one workload trait and the VU context every workload runs in.
+//!
+//! A workload is a protocol script (api, dwcp, ws, db, or the `--url` quick mode). The runner
+//! owns scheduling; the workload only says what one iteration does, using [`Vu`] helpers that
+//! record k6-compatible metrics, checks and spans in one place.
+
+pub mod http;
+pub mod url;
+
+use crate::error::ErrorKind;
+use crate::metrics::{MetricId, Recorder, Tags, builtin};
+use crate::telemetry::{AttrValue, RunLabels, Span, SpanKind, Telemetry};
+use ::http::{HeaderName, HeaderValue, Method};
+use bytes::Bytes;
+use rand::SeedableRng;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub use self::http::{HttpClient, HttpResponse, TlsSettings};
+
+/// What one test does. Implementations are shared by all VUs (`&self`); per-VU state lives
+/// in [`Vu`].
+pub trait Workload: Send + Sync + 'static {
+    /// Runs once before any VU (k6 `setup()`), in VU 0.
+    fn setup(&self, _vu: &mut Vu) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
+    /// One iteration (k6's default function). Failures are recorded, not returned.
+    fn iteration(&self, vu: &mut Vu) -> impl Future<Output = ()> + Send;
+    /// Runs once after all VUs (k6 `teardown()`).
+    fn teardown(&self, _vu: &mut Vu) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Settings every VU's clients share.
+#[derive(Clone)]
+pub struct ClientSettings {
+    pub tls: Option<TlsSettings>,
+    pub request_timeout: Duration,
+}
+
+/// One HTTP request as a workload describes it.
+pub struct Req<'a> {
+    pub method: Method,
+    pub url: ::url::Url,
+    /// Low-cardinality operation name, e.g. `GET /api/v1/vms/{id}` (never the raw URL).
+    pub name: &'a str,
+    /// Route template for `url.template`, e.g. `/api/v1/vms/{id}`.
+    pub template: &'a str,
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub body: Option<Bytes>,
+}
+
+/// A virtual user: identity, clients and the recording helpers.
+pub struct Vu {
+    /// 1-based like k6's `__VU` (0 for setup/teardown).
+    pub id: u64,
+    /// Iterations this VU started so far (k6 `__ITER`).
+    pub iteration: u64,
+    pub labels: RunLabels,
+    pub tags: Tags,
+    pub rec: Arc<Recorder>,
+    pub tel: Telemetry,
+    pub http: HttpClient,
+    pub settings: ClientSettings,
+    pub rng: rand::rngs::SmallRng,
+    /// Cancelled at the hard end of the run: sleeps return at once.
+    pub stop: CancellationToken,
+    pub(crate) iteration_span: Option<Span>,
+    /// Open-model iterations: the intended start, taken by the first request's corrected timing.
+    pub(crate) intended_start: Option<Instant>,
+}
+
+impl Vu {
+    pub fn new(
+        id: u64,
+        labels: RunLabels,
+        rec: Arc<Recorder>,
+        tel: Telemetry,
+        settings: ClientSettings,
+        stop: CancellationToken,
+    ) -> Self {
+        let tags = Tags::scenario(&labels.scenario);
+        Self {
+            id,
+            iteration: 0,
+            labels,
+            tags,
+            rec,
+            tel,
+            http: HttpClient::new(settings.tls.clone(), settings.request_timeout),
+            settings,
+            rng: rand::rngs::SmallRng::from_os_rng(),
+            stop,
+            iteration_span: None,
+            intended_start: None,
+        }
+    }
+
+    /// A child span of the current iteration span.
+    pub fn span(&self, name: &str, kind: SpanKind, attrs: &[(&'static str, AttrValue)]) -> Span {
+        match &self.iteration_span {
+            Some(parent) => self.tel.child_span(parent, name, kind, attrs),
+            None => self.tel.child_span(&Span::default(), name, kind, attrs),
+        }
+    }
+
+    /// Sleeps, but returns early when the run is stopped.
+    pub async fn sleep(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    /// Records a check (k6 `check`): one sample on `checks` tagged with the name.
+    pub fn check(&self, name: &'static str, ok: bool) -> bool {
+        let tags = Tags {
+            check: Some(Arc::from(name)),
+            ..self.tags.clone()
+        };
+        self.rec
+            .record(builtin::CHECKS, if ok { 1.0 } else { 0.0 }, &tags);
+        self.tel.record_check(&self.labels, name, ok);
+        ok
+    }
+
+    /// Records a Rate sample: `true` counts as a pass (non-zero), `false` as a fail.
+    pub fn rate(&self, metric: MetricId, nonzero: bool) {
+        self.rec
+            .record(metric, if nonzero { 1.0 } else { 0.0 }, &self.tags);
+    }
+
+    /// Records a Trend value (milliseconds for time trends).
+    pub fn trend(&self, metric: MetricId, value: f64) {
+        self.rec.record(metric, value, &self.tags);
+    }
+
+    /// Adds to a Counter.
+    pub fn add(&self, metric: MetricId, n: f64) {
+        self.rec.record(metric, n, &self.tags);
+    }
+
+    /// Sets a Gauge.
+    pub fn gauge(&self, metric: MetricId, v: f64) {
+        self.rec.record(metric, v, &self.tags);
+    }
+
+    /// Records a failed operation of a kind (for the summary's error table).
+    pub fn error(&self, operation: &str, kind: ErrorKind) {
+        self.tel
+            .record_operation(&self.labels, operation, Some(kind));
+    }
+
+    /// Sends an HTTP request with `traceparent`/`baggage` injected, and records k6's built-in
+    /// HTTP metrics, the live histogram and a client span. Statuses 200–399 are expected.
+    pub async fn request(&mut self, req: Req<'_>) -> HttpResponse {
+        let mut span = self.span(
+            req.name,
+            SpanKind::Client,
+            &[
+                (
+                    "http.request.method",
+                    AttrValue::Str(req.method.as_str().to_string()),
+                ),
+                ("url.template", AttrValue::Str(req.template.to_string())),
+                (
+                    "server.address",
+                    AttrValue::Str(req.url.host_str().unwrap_or("").to_string()),
+                ),
+                (
+                    "server.port",
+                    AttrValue::I64(req.url.port_or_known_default().unwrap_or(0) as i64),
+                ),
+            ],
+        );
+        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(req.headers.len() + 2);
+        headers.extend_from_slice(req.headers);
+        if let Some(tp) = span
+            .traceparent()
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            headers.push((HeaderName::from_static("traceparent"), tp));
+            if let Some(b) = span.baggage().and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.push((HeaderName::from_static("baggage"), b));
+            }
+            if let Some(ts) = span
+                .tracestate()
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                headers.push((HeaderName::from_static("tracestate"), ts));
+            }
+        }
+        let method_str = req.method.as_str().to_string();
+        let resp = self
+            .http
+            .send(req.method, &req.url, &headers, req.body)
+            .await;
+        let expected = (200..400).contains(&resp.status);
+        let error_kind = match &resp.error {
+            Some((k, _)) => Some(*k),
+            None if !expected => Some(ErrorKind::Status),
+            None => None,
+        };
+        let tags = Tags {
+            name: Some(Arc::from(req.name)),
+            method: Some(Arc::from(method_str.as_str())),
+            status: Some(resp.status),
+            expected_response: Some(expected),
+            error_kind,
+            ..self.tags.clone()
+        };
+        let t = &resp.timings;
+        let r = &self.rec;
+        r.record(builtin::HTTP_REQS, 1.0, &tags);
+        r.record(builtin::HTTP_REQ_DURATION, t.duration, &tags);
+        r.record(builtin::HTTP_REQ_BLOCKED, t.blocked, &tags);
+        r.record(builtin::HTTP_REQ_CONNECTING, t.connecting, &tags);
+        r.record(builtin::HTTP_REQ_TLS_HANDSHAKING, t.tls_handshaking, &tags);
+        r.record(builtin::HTTP_REQ_SENDING, t.sending, &tags);
+        r.record(builtin::HTTP_REQ_WAITING, t.waiting, &tags);
+        r.record(builtin::HTTP_REQ_RECEIVING, t.receiving, &tags);
+        r.record(
+            builtin::HTTP_REQ_FAILED,
+            if expected { 0.0 } else { 1.0 },
+            &tags,
+        );
+        r.record(builtin::DATA_SENT, resp.bytes_sent as f64, &self.tags);
+        r.record(
+            builtin::DATA_RECEIVED,
+            resp.bytes_received as f64,
+            &self.tags,
+        );
+        if let Some(intended) = self.intended_start.take() {
+            let corrected = resp.finished_at.saturating_duration_since(intended);
+            r.record(
+                builtin::HTTP_REQ_DURATION_CORRECTED,
+                corrected.as_secs_f64() * 1000.0,
+                &tags,
+            );
+        }
+        span.set_attribute(
+            "http.response.status_code",
+            AttrValue::I64(resp.status as i64),
+        );
+        let trace = span.sampled_trace_id();
+        self.tel.record_http(
+            &self.labels,
+            &method_str,
+            req.template,
+            resp.status,
+            error_kind,
+            t.duration / 1000.0,
+            trace.as_deref(),
+        );
+        self.tel
+            .record_data(&self.labels, resp.bytes_sent, resp.bytes_received);
+        match (&resp.error, expected) {
+            (Some((kind, msg)), _) => {
+                span.set_attribute("error.type", AttrValue::Static(kind.as_str()));
+                span.end(Some(msg));
+            }
+            (None, false) => {
+                span.set_attribute("error.type", AttrValue::Str(resp.status.to_string()));
+                span.end(Some(&format!("HTTP {}", resp.status)));
+            }
+            (None, true) => span.end(None),
+        }
+        resp
+    }
+}
+
+/// Joins a base URL and a path the way the upstream scripts do (string concatenation, no
+/// percent-encoding of ids), then parses it.
+pub fn join_url(base: &str, path: &str) -> Result<::url::Url, ::url::ParseError> {
+    let base = base.trim_end_matches('/');
+    ::url::Url::parse(&format!("{base}{path}"))
+}
