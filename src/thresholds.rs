@@ -300,10 +300,8 @@ pub fn build(
 impl Threshold {
     /// Evaluates against merged values. A metric with no samples compares as 0, as k6 does.
     pub fn evaluate_values(&self, values: &MetricValues, has_samples: bool) -> ThresholdResult {
-        let measured = values.get(&self.expr.aggregation).unwrap_or_else(|| {
-            // percentiles not precomputed (e.g. p(97.5)) are absent from the fixed set
-            0.0
-        });
+        // an aggregation absent from the values (no samples) compares as 0, as k6 does
+        let measured = values.get(&self.expr.aggregation).unwrap_or(0.0);
         let ok = self.expr.op.holds(measured, self.expr.limit);
         ThresholdResult {
             metric: self.metric_key.clone(),

@@ -254,7 +254,7 @@ impl ArrivalSchedule {
             let (start, dur, r0, r1) = self.segments[self.seg];
             let in_seg = (r0 + r1) / 2.0 * dur;
             let local = n - self.done_before;
-            if local < in_seg || (local == 0.0 && in_seg == 0.0 && dur == 0.0 && false) {
+            if local < in_seg {
                 // solve r0*t + (r1-r0)/(2*dur)*t^2 = local for t in [0, dur]
                 let a = (r1 - r0) / (2.0 * dur);
                 let t = if a.abs() < 1e-12 {
