@@ -94,18 +94,16 @@ impl Agg {
                     last_at: oa,
                     min: omin,
                     max: omax,
-                    seen: oseen,
+                    seen: true,
                 },
             ) => {
-                if *oseen {
-                    if !*seen || *oa >= *last_at {
-                        *last = *ol;
-                        *last_at = *oa;
-                    }
-                    *seen = true;
-                    *min = min.min(*omin);
-                    *max = max.max(*omax);
+                if !*seen || *oa >= *last_at {
+                    *last = *ol;
+                    *last_at = *oa;
                 }
+                *seen = true;
+                *min = min.min(*omin);
+                *max = max.max(*omax);
             }
             (
                 Agg::Rate { passes, fails },
