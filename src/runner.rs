@@ -2,7 +2,7 @@
 //! graceful ramp-down/stop, Ctrl-C, threshold aborts), sweeps per-second metrics, and returns
 //! the merged snapshot. It knows nothing of protocols: that is the [`Workload`]'s job.
 
-use crate::metrics::{Recorder, Registry, SecondSnapshot, Snapshot, Tags, builtin};
+use crate::metrics::{Agg, MetricId, Recorder, Registry, SecondSnapshot, Snapshot, Tags, builtin};
 use crate::plan::{ArrivalSchedule, Executor, Scenario, vu_active_intervals};
 use crate::telemetry::{RunLabels, Telemetry};
 use crate::thresholds::Threshold;
@@ -35,6 +35,8 @@ pub struct TestRun {
     pub sinks: Vec<Box<dyn SecondSink>>,
     pub setup_timeout: Duration,
     pub teardown_timeout: Duration,
+    /// (counter, gauge) pairs: each second the gauge gets the counter's increase in that second.
+    pub per_second: Vec<(MetricId, MetricId)>,
 }
 
 /// What happened.
@@ -220,6 +222,8 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
             .cloned()
             .collect();
         let stop = sweep_stop.clone();
+        let mut per_second = std::mem::take(&mut params.per_second);
+        per_second.push((builtin::HTTP_REQS, builtin::HTTP_REQS_PER_SECOND));
         let aborted_by = aborted_by.clone();
         let interrupt = params.interrupt.clone();
         tokio::spawn(async move {
@@ -244,6 +248,25 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
                 rec.record(builtin::VUS_MAX, allocated as f64, &Tags::default());
                 shared.tel.record_vus(&labels, vus.max(0) as u64, allocated);
                 let snap = rec.take_second();
+                if !last {
+                    for (counter, gauge) in &per_second {
+                        let n = snap
+                            .metrics
+                            .iter()
+                            .find(|(m, _)| m == counter)
+                            .map(|(_, a)| {
+                                if let Agg::Counter { sum } = a {
+                                    *sum
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .unwrap_or(0.0);
+                        if n > 0.0 {
+                            rec.record(*gauge, n, &Tags::default());
+                        }
+                    }
+                }
                 for s in sinks.iter_mut() {
                     s.second(&snap, &registry, vus, allocated);
                 }

@@ -85,6 +85,8 @@ pub mod builtin {
     pub const LATE_ITERATIONS: MetricId = MetricId(18);
     /// First request of an open-model iteration, measured from the intended start.
     pub const HTTP_REQ_DURATION_CORRECTED: MetricId = MetricId(19);
+    /// Requests in each second (a gauge sampled once a second; its max is peak throughput).
+    pub const HTTP_REQS_PER_SECOND: MetricId = MetricId(20);
 }
 
 const BUILTINS: &[(&str, MetricKind, Contains)] = &[
