@@ -529,9 +529,12 @@ async fn looping_vus<W: Workload>(
     futures_util::future::join_all(tasks).await;
 }
 
+/// How long a start may wait for a free VU before it is dropped.
+const BACKLOG: Duration = Duration::from_secs(10);
+
 /// Open model: a dispatcher starts iterations on a clock; VUs pick them up. A start that waits
 /// for a free VU is late (counted, and its latency measured from the intended time); a start
-/// that would wait longer than one full round of VUs is dropped (counted), as k6 drops them.
+/// that would wait longer than [`BACKLOG`] worth of arrivals is dropped (counted), as k6 drops them.
 async fn arrival_rate<W: Workload>(
     shared: &Arc<Shared<W>>,
     name: &Arc<str>,
@@ -544,7 +547,13 @@ async fn arrival_rate<W: Workload>(
     let Some(mut schedule) = ArrivalSchedule::new(executor) else {
         return;
     };
-    let (tx, rx) = mpsc::channel::<Instant>(max_vus.max(1) as usize);
+    // Starts wait for a free VU for up to BACKLOG of arrivals (late, and measured from their
+    // intended time: coordinated omission corrected); beyond that they are dropped, as k6 does.
+    let peak_rate = ArrivalSchedule::peak_rate_per_s(executor);
+    let backlog =
+        ((peak_rate * BACKLOG.as_secs_f64()).ceil() as u64).clamp(max_vus.max(1), 1_000_000);
+    let (tx, rx) = mpsc::channel::<Instant>(backlog as usize);
+    let end = start + executor.duration();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let idle = Arc::new(AtomicI64::new(0));
     let tags = Tags::scenario(name);
@@ -564,6 +573,11 @@ async fn arrival_rate<W: Workload>(
                 let Some(intended) = next else { break };
                 if shared.stop_new.is_cancelled() {
                     break;
+                }
+                if tokio::time::Instant::now() >= end {
+                    // the schedule is over: a start still waiting is dropped, not run late
+                    shared.rec.record(builtin::DROPPED_ITERATIONS, 1.0, &tags);
+                    continue;
                 }
                 if intended.elapsed() > Duration::from_millis(5) {
                     shared.rec.record(builtin::LATE_ITERATIONS, 1.0, &tags);

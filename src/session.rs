@@ -336,6 +336,41 @@ fn url_plan(a: &RunArgs, url_s: &str) -> Result<TestPlan, ConfigError> {
     })
 }
 
+/// Checks the target accepts TCP connections before any file is written, so a typo'd URL is
+/// a clear config error rather than a run full of failed requests.
+async fn preflight(field: &str, url_s: &str) -> Result<(), ConfigError> {
+    let Ok(url) = url::Url::parse(url_s) else {
+        return Ok(());
+    };
+    let host = url
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let fix =
+        "start the server, or check the host and port (docs/TROUBLESHOOTING.md#connection-refused)";
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ConfigError::new(
+            field,
+            format!("cannot connect to {host}:{port}: {e}"),
+            fix,
+        )),
+        Err(_) => Err(ConfigError::new(
+            field,
+            format!("no answer from {host}:{port} within 5s"),
+            fix,
+        )),
+    }
+}
+
 /// Creates `base/<UTC timestamp>/`, never reusing an existing folder.
 pub fn create_results_dir(base: &Path) -> Result<PathBuf, ConfigError> {
     let stamp = chrono::Utc::now().format("%Y%m%d_%H%M%S").to_string();
@@ -636,6 +671,11 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         given
     };
     let plans = plan(&a, endpoints.as_ref())?;
+    if let Some(u) = &a.url {
+        preflight("--url", u).await?;
+    } else if !needs_target && let Some(ep) = &endpoints {
+        preflight("--api-url (API_URL)", &ep.api_url).await?;
+    }
     let needs_tls = plans.iter().any(|p| p.target.starts_with("https"));
     let tls = if needs_tls || a.cacert.is_some() || a.insecure_skip_tls_verify {
         Some(
