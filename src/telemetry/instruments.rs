@@ -137,6 +137,11 @@ fn otel_attrs(m: &MetricName, values: &[&str]) -> Arc<[KeyValue]> {
         .collect()
 }
 
+/// Help text without its final period: prometheus-client appends one.
+fn help(m: &MetricName) -> &'static str {
+    m.help.trim_end_matches('.')
+}
+
 /// Registry name: prometheus-client appends `_total` to counters itself.
 fn registry_name(m: &MetricName) -> &'static str {
     match m.kind {
@@ -163,7 +168,7 @@ pub struct LabeledCounter {
 impl LabeledCounter {
     fn new(name: MetricName, reg: &mut Registry, meter: Option<&Meter>) -> Self {
         let family = Family::<Labels, Counter>::default();
-        reg.register(registry_name(&name), name.help, family.clone());
+        reg.register(registry_name(&name), help(&name), family.clone());
         let otel = meter.map(|m| {
             m.u64_counter(name.otel)
                 .with_unit(name.unit)
@@ -222,7 +227,7 @@ impl LabeledGauge {
     /// `up_down`: the gauge is driven by deltas (an OTel UpDownCounter), else by absolute sets.
     fn new(name: MetricName, reg: &mut Registry, meter: Option<&Meter>, up_down: bool) -> Self {
         let family = Family::<Labels, Gauge>::default();
-        reg.register(registry_name(&name), name.help, family.clone());
+        reg.register(registry_name(&name), help(&name), family.clone());
         let otel = meter.map(|m| {
             if up_down {
                 OtelGauge::UpDown(
@@ -327,7 +332,7 @@ pub struct LabeledHistogram {
 impl LabeledHistogram {
     fn new(name: MetricName, reg: &mut Registry, meter: Option<&Meter>) -> Self {
         let family = Family::new_with_constructor(HistogramCtor);
-        reg.register(registry_name(&name), name.help, family.clone());
+        reg.register(registry_name(&name), help(&name), family.clone());
         let otel = meter.map(|m| {
             m.f64_histogram(name.otel)
                 .with_unit(name.unit)

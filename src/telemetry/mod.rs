@@ -823,7 +823,7 @@ impl prometheus_client::collector::Collector for SpansDroppedCollector {
         let m = names::SPANS_DROPPED;
         let mut desc = encoder.encode_descriptor(
             m.prometheus.trim_end_matches("_total"),
-            m.help,
+            m.help.trim_end_matches('.'),
             None,
             c.metric_type(),
         )?;

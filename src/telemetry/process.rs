@@ -39,15 +39,19 @@ impl Collector for ProcessCollector {
         if let Some(cpu) = cpu_seconds() {
             let c = ConstCounter::new(cpu);
             let name = names::PROCESS_CPU.prometheus.trim_end_matches("_total");
-            let m =
-                encoder.encode_descriptor(name, names::PROCESS_CPU.help, None, c.metric_type())?;
+            let m = encoder.encode_descriptor(
+                name,
+                names::PROCESS_CPU.help.trim_end_matches('.'),
+                None,
+                c.metric_type(),
+            )?;
             c.encode(m)?;
         }
         if let Some(rss) = resident_bytes() {
             let g = ConstGauge::new(rss as i64);
             let m = encoder.encode_descriptor(
                 names::PROCESS_RSS.prometheus,
-                names::PROCESS_RSS.help,
+                names::PROCESS_RSS.help.trim_end_matches('.'),
                 None,
                 g.metric_type(),
             )?;
