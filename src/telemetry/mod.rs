@@ -883,6 +883,18 @@ mod tests {
     }
 
     #[test]
+    fn handles_are_thread_safe_and_cheap() {
+        fn send<T: Send>() {}
+        fn shared<T: Clone + Send + Sync>() {}
+        send::<Span>();
+        shared::<Telemetry>();
+        assert_eq!(
+            std::mem::size_of::<Telemetry>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
     fn disabled_is_inert() {
         let t = Telemetry::disabled();
         let l = RunLabels::default();
