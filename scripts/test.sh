@@ -33,6 +33,12 @@ fi
 NOVALOAD_DOCKER_COMPOSE=$(python3 -c "$compose_bin")
 export NOVALOAD_DOCKER_COMPOSE
 
+# OTLP receiver for tests/telemetry_otlp.rs: PyPI rotel ships the rotel-agent binary.
+python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q rotel==0.0.1a15 >/dev/null \
+  || { echo "missing: rotel (python3 -m pip install rotel==0.0.1a15)" >&2; exit 1; }
+NOVALOAD_TEST_ROTEL=${NOVALOAD_TEST_ROTEL:-$(python3 -c 'import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')}
+export NOVALOAD_TEST_ROTEL
+
 # Throwaway PostgreSQL on a free loopback port, removed on exit.
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGDIR=$(mktemp -d /tmp/novaload-pg.XXXXXX)
