@@ -245,7 +245,7 @@ impl Store {
                     None => (
                         // A named in-memory database shared by this pool's connections only.
                         SqliteConnectOptions::new()
-                            .filename(format!("novaload-{}", uuid::Uuid::new_v4().simple()))
+                            .filename(format!("file:novaload-{}", uuid::Uuid::new_v4().simple()))
                             .in_memory(true)
                             .shared_cache(true)
                             .busy_timeout(Duration::from_secs(10)),
@@ -383,10 +383,10 @@ impl Store {
     /// Whether a VM exists (cheaper than [`Store::get_vm`]).
     pub async fn vm_exists(&self, id: &str) -> Result<bool, sqlx::Error> {
         let start = Instant::now();
-        let r = on_pool!(self, p => sqlx::query_scalar::<_, i64>("SELECT 1 FROM vms WHERE id = $1")
-            .bind(id).fetch_optional(p).await);
+        let r = on_pool!(self, p => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM vms WHERE id = $1")
+            .bind(id).fetch_one(p).await);
         self.record("SELECT", "vms", start, &r);
-        r.map(|o| o.is_some())
+        r.map(|n| n > 0)
     }
 
     /// Creates a VM with a fresh UUID id (never collides with the numeric seed ids).

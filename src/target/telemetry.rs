@@ -148,7 +148,11 @@ impl Metrics {
         let mut registry = Registry::default();
         macro_rules! reg {
             ($name:expr, $metric:expr) => {
-                registry.register(base(&$name), $name.help, $metric.clone())
+                registry.register(
+                    base(&$name),
+                    $name.help.trim_end_matches('.'),
+                    $metric.clone(),
+                )
             };
         }
         reg!(names::NOVACRON_API_REQUESTS, m.api_requests);
