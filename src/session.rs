@@ -460,6 +460,7 @@ fn telemetry_config(
         sample_ratio,
         metrics_interval: Duration::from_secs(5),
         traces: !a.no_traces,
+        ..TelemetryConfig::default()
     })
 }
 

@@ -905,20 +905,3 @@ mod tests {
         assert!(t.metrics_addr().is_none());
     }
 }
-
-/// The README's metric reference, rendered from [`names`].
-pub fn metrics_reference_markdown() -> String {
-    let mut out =
-        String::from("| Metric | Type | Unit | Labels | Meaning |\n|---|---|---|---|---|\n");
-    for m in names::CLIENT_METRICS.iter().chain(names::TARGET_METRICS) {
-        out.push_str(&format!(
-            "| `{}` | {:?} | {} | {} | {} |\n",
-            m.prometheus,
-            m.kind,
-            m.unit,
-            m.labels.join(", "),
-            m.help
-        ));
-    }
-    out
-}
