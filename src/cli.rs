@@ -141,7 +141,7 @@ pub struct RunArgs {
     /// Fraction of iterations traced (0..1); default from OTEL_TRACES_SAMPLER_ARG, else 1.
     #[arg(long)]
     pub trace_sample_ratio: Option<f64>,
-    /// Turn spans off (metrics stay on).
+    /// Turn spans off (metrics stay on). Spans are only created when an OTLP endpoint is set.
     #[arg(long)]
     pub no_traces: bool,
     /// Run id (a label on every signal); default: generated.

@@ -459,7 +459,8 @@ fn telemetry_config(
         resource_attributes,
         sample_ratio,
         metrics_interval: Duration::from_secs(5),
-        traces: !a.no_traces,
+        // spans need somewhere to go: without an OTLP endpoint they are not created at all
+        traces: !a.no_traces && a.otlp_endpoint.as_deref().is_some_and(|e| !e.is_empty()),
         ..TelemetryConfig::default()
     })
 }

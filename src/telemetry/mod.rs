@@ -505,6 +505,11 @@ impl Telemetry {
     }
 
     // ---- spans ----
+    /// Whether spans are being created (callers skip building attributes when not).
+    pub fn tracing(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.tracer.is_some())
+    }
+
     /// The root span of one VU iteration.
     pub fn iteration_span(&self, labels: &RunLabels, vu: u64, iteration: u64) -> Span {
         let Some(tracer) = self.inner.as_ref().and_then(|i| i.tracer.as_ref()) else {

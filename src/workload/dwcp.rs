@@ -237,14 +237,17 @@ impl Workload for DwcpWorkload {
         );
         let started = Instant::now();
         let r = vu
-            .request(Req {
-                method: Method::POST,
-                url: self.ep.url("/api/v1/dwcp/migrations"),
-                name: "POST /api/v1/dwcp/migrations",
-                template: "/api/v1/dwcp/migrations",
-                headers: &self.headers,
-                body: Some(Bytes::from(body)),
-            })
+            .request_under(
+                Some(&migration),
+                Req {
+                    method: Method::POST,
+                    url: self.ep.url("/api/v1/dwcp/migrations"),
+                    name: "POST /api/v1/dwcp/migrations",
+                    template: "/api/v1/dwcp/migrations",
+                    headers: &self.headers,
+                    body: Some(Bytes::from(body)),
+                },
+            )
             .await;
         let json = r.json();
         let ok = [
@@ -275,14 +278,17 @@ impl Workload for DwcpWorkload {
                     break;
                 }
                 let r = vu
-                    .request(Req {
-                        method: Method::GET,
-                        url: self.ep.url(&format!("/api/v1/dwcp/migrations/{job}")),
-                        name: "GET /api/v1/dwcp/migrations/{job_id}",
-                        template: "/api/v1/dwcp/migrations/{job_id}",
-                        headers: &self.headers,
-                        body: None,
-                    })
+                    .request_under(
+                        Some(&migration),
+                        Req {
+                            method: Method::GET,
+                            url: self.ep.url(&format!("/api/v1/dwcp/migrations/{job}")),
+                            name: "GET /api/v1/dwcp/migrations/{job_id}",
+                            template: "/api/v1/dwcp/migrations/{job_id}",
+                            headers: &self.headers,
+                            body: None,
+                        },
+                    )
                     .await;
                 if r.status == 200 {
                     let v = r.json();

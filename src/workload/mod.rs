@@ -162,10 +162,14 @@ impl Vu {
     /// Sends an HTTP request with `traceparent`/`baggage` injected, and records k6's built-in
     /// HTTP metrics, the live histogram and a client span. Statuses 200–399 are expected.
     pub async fn request(&mut self, req: Req<'_>) -> HttpResponse {
-        let mut span = self.span(
-            req.name,
-            SpanKind::Client,
-            &[
+        self.request_under(None, req).await
+    }
+
+    /// [`Vu::request`] with its client span under `parent` instead of the iteration span (a
+    /// DWCP migration's polls are children of the migration span).
+    pub async fn request_under(&mut self, parent: Option<&Span>, req: Req<'_>) -> HttpResponse {
+        let mut span = if self.tel.tracing() {
+            let attrs = [
                 (
                     "http.request.method",
                     AttrValue::Str(req.method.as_str().to_string()),
@@ -179,8 +183,15 @@ impl Vu {
                     "server.port",
                     AttrValue::I64(req.url.port_or_known_default().unwrap_or(0) as i64),
                 ),
-            ],
-        );
+            ];
+            match parent {
+                Some(p) => self.tel.child_span(p, req.name, SpanKind::Client, &attrs),
+                None => self.span(req.name, SpanKind::Client, &attrs),
+            }
+        } else {
+            Span::default()
+        };
+
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(req.headers.len() + 2);
         headers.extend_from_slice(req.headers);
         if let Some(tp) = span
