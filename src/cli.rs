@@ -141,6 +141,9 @@ pub struct RunArgs {
     /// Fraction of iterations traced (0..1); default from OTEL_TRACES_SAMPLER_ARG, else 1.
     #[arg(long)]
     pub trace_sample_ratio: Option<f64>,
+    /// Turn all live telemetry off: no /metrics, no OTLP, no spans (results are unaffected).
+    #[arg(long, conflicts_with_all = ["metrics_listen", "otlp_endpoint"])]
+    pub no_telemetry: bool,
     /// Turn spans off (metrics stay on). Spans are only created when an OTLP endpoint is set.
     #[arg(long)]
     pub no_traces: bool,

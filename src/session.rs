@@ -695,9 +695,13 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let profile = a.profile.clone().unwrap_or_else(|| "custom".into());
     let tel_cfg = telemetry_config(&a, &run_id, &profile)?;
     let results_dir = create_results_dir(&a.out)?;
-    let telemetry = Telemetry::start(tel_cfg)
-        .await
-        .context("starting telemetry")?;
+    let telemetry = if a.no_telemetry {
+        Telemetry::disabled()
+    } else {
+        Telemetry::start(tel_cfg)
+            .await
+            .context("starting telemetry")?
+    };
     if let Some(addr) = telemetry.metrics_addr()
         && !a.quiet
     {
