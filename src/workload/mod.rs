@@ -4,8 +4,10 @@
 //! owns scheduling; the workload only says what one iteration does, using [`Vu`] helpers that
 //! record k6-compatible metrics, checks and spans in one place.
 
+pub mod fdlimit;
 pub mod http;
 pub mod url;
+pub mod ws;
 
 use crate::error::ErrorKind;
 use crate::metrics::{MetricId, Recorder, Tags, builtin};
