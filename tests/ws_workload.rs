@@ -504,3 +504,128 @@ async fn run_ending_mid_session_is_not_a_connection_failure() {
     assert_eq!(r.outcome.interrupted_iterations, 2);
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
+
+/// Child-process half of [`memory_per_idle_connection`]: a silent WebSocket server in its own
+/// process, so the client's RSS is measured alone. Does nothing unless the parent asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+#[ignore = "helper process for memory_per_idle_connection"]
+async fn memory_server_process() {
+    if std::env::var_os("NOVALOAD_WS_MEM_SERVER").is_none() {
+        return;
+    }
+    let (addr, _seen) = server(Mode::Silent).await;
+    println!("PORT {}", addr.port());
+    // exit with the parent: it holds our stdin
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        std::process::exit(0);
+    });
+    std::future::pending::<()>().await;
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Opens `NOVALOAD_WS_MEM_CONNS` (default 2,000) idle sessions against a server in another
+/// process and reports client RSS per connection. Run:
+/// `cargo test --test ws_workload memory_per_idle_connection -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: opens thousands of connections"]
+async fn memory_per_idle_connection() {
+    use std::io::BufRead;
+    let n: u64 = std::env::var("NOVALOAD_WS_MEM_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "memory_server_process",
+            "--nocapture",
+        ])
+        .env("NOVALOAD_WS_MEM_SERVER", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(p) = line.strip_prefix("PORT ") {
+            break p.trim().parse().unwrap();
+        }
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut cfg = config(addr);
+    cfg.session_min = Duration::from_secs(120);
+    cfg.session_max = Duration::from_secs(121);
+    cfg.ping_every = Duration::from_secs(5);
+    cfg.query_every = Duration::from_secs(10);
+    let mut registry = Registry::new();
+    let wl = Arc::new(WsWorkload::new(cfg, &mut registry));
+    let kill = CancellationToken::new();
+    let params = TestRun {
+        test: "ws".into(),
+        run_id: Arc::from("mem"),
+        scenarios: vec![Scenario {
+            name: "default".into(),
+            start_time: Duration::ZERO,
+            graceful_stop: Duration::ZERO,
+            executor: Executor::ConstantVus {
+                vus: n,
+                duration: Duration::from_secs(300),
+            },
+            tags: Default::default(),
+        }],
+        registry: Arc::new(registry),
+        thresholds: Vec::new(),
+        telemetry: Telemetry::disabled(),
+        settings: ClientSettings {
+            tls: None,
+            request_timeout: Duration::from_secs(60),
+        },
+        interrupt: kill.clone(),
+        kill: kill.clone(),
+        sinks: Vec::new(),
+        setup_timeout: Duration::from_secs(10),
+        teardown_timeout: Duration::from_secs(10),
+    };
+    let before = rss_kib();
+    let started = std::time::Instant::now();
+    let run = tokio::spawn(runner::run(wl.clone(), params));
+    while wl.active_connections() < n as i64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "only {} of {n} open",
+            wl.active_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ramp = started.elapsed();
+    // let the first pings/queries go out so their buffers are counted
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let during = rss_kib();
+    let per_conn = (during.saturating_sub(before)) as f64 / n as f64;
+    println!(
+        "ws memory: {n} connections open in {ramp:.1?}; client RSS {before} KiB before, {during} KiB open: {per_conn:.1} KiB per connection (VU, task and socket included)"
+    );
+    kill.cancel();
+    let out = run.await.unwrap();
+    let r = Run {
+        snap: out.snapshot.clone(),
+        outcome: out,
+    };
+    assert_eq!(r.count(metric::CONNECTIONS_ESTABLISHED), n as f64);
+    assert_eq!(r.count(metric::CONNECTIONS_FAILED), 0.0);
+    drop(child.stdin.take());
+    let _ = child.wait();
+    assert!(per_conn < 64.0, "{per_conn} KiB per connection");
+}
