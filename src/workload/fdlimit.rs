@@ -85,6 +85,53 @@ pub fn fd_limit_note_for_this_process(peak: u64) -> Option<String> {
     fd_limit_note(peak, max_connections_per_process())
 }
 
+/// What a planned peak of connections needs on this machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityPlan {
+    /// Source addresses to bind, computed from the TOTAL peak: ephemeral ports are per address
+    /// system-wide, so local workers must share this whole list (each binding round-robin over
+    /// all of it), not plan their own from their share of the load.
+    pub source_ips: Vec<IpAddr>,
+    /// Connections one process can hold.
+    pub per_process: u64,
+    /// Processes needed (1 = this one is enough).
+    pub workers: u64,
+    /// Lines for the run's notes and console (empty when nothing special is needed).
+    pub notes: Vec<String>,
+}
+
+/// Plans `peak` connections to a target: source addresses only when the target is loopback
+/// (binding 127.0.0.x cannot reach anything else), workers from the fd limit.
+pub fn capacity_plan(peak: u64, loopback_target: bool, per_process: u64) -> CapacityPlan {
+    let mut notes = Vec::new();
+    let source_ips = if loopback_target {
+        plan_source_ips(peak, PORTS_PER_SOURCE_IP)
+    } else {
+        Vec::new()
+    };
+    if !source_ips.is_empty() {
+        notes.push(format!(
+            "{peak} connections exceed the ~{PORTS_PER_SOURCE_IP} ephemeral ports of one source \
+             address; binding {} loopback source addresses ({}..{})",
+            source_ips.len(),
+            source_ips[0],
+            source_ips[source_ips.len() - 1]
+        ));
+    } else if !loopback_target && peak > PORTS_PER_SOURCE_IP {
+        notes.push(format!(
+            "{peak} connections to one non-loopback target may exhaust the ~{PORTS_PER_SOURCE_IP} \
+             ephemeral ports of this host's address; give --source-ips or spread over hosts"
+        ));
+    }
+    notes.extend(fd_limit_note(peak, per_process));
+    CapacityPlan {
+        source_ips,
+        per_process,
+        workers: workers_needed(peak, per_process),
+        notes,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +179,21 @@ mod tests {
         let note = fd_limit_note(100_000, 19_736).unwrap();
         assert!(note.contains("--local-workers 6"), "{note}");
         assert!(note.contains("100000"), "{note}");
+    }
+
+    #[test]
+    fn capacity_plan_for_100k_loopback_connections() {
+        let p = capacity_plan(100_000, true, 19_736);
+        assert_eq!(p.source_ips.len(), 4);
+        assert_eq!(p.workers, 6);
+        assert_eq!(p.notes.len(), 2);
+        assert!(p.notes[1].contains("--local-workers 6"));
+        let small = capacity_plan(1_000, true, 19_736);
+        assert!(small.source_ips.is_empty() && small.notes.is_empty());
+        assert_eq!(small.workers, 1);
+        let remote = capacity_plan(30_000, false, 19_736);
+        assert!(remote.source_ips.is_empty());
+        assert!(remote.notes[0].contains("--source-ips"));
     }
 
     #[test]
