@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod plan;
+pub mod profile;
 pub mod progress;
 pub mod report;
 pub mod runner;

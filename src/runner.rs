@@ -2,7 +2,7 @@
 //! graceful ramp-down/stop, Ctrl-C, threshold aborts), sweeps per-second metrics, and returns
 //! the merged snapshot. It knows nothing of protocols: that is the [`Workload`]'s job.
 
-use crate::metrics::{Recorder, Registry, SecondSnapshot, Snapshot, Tags, builtin};
+use crate::metrics::{Agg, MetricId, Recorder, Registry, SecondSnapshot, Snapshot, Tags, builtin};
 use crate::plan::{ArrivalSchedule, Executor, Scenario, vu_active_intervals};
 use crate::telemetry::{RunLabels, Telemetry};
 use crate::thresholds::Threshold;
@@ -35,6 +35,8 @@ pub struct TestRun {
     pub sinks: Vec<Box<dyn SecondSink>>,
     pub setup_timeout: Duration,
     pub teardown_timeout: Duration,
+    /// (counter, gauge) pairs: each second the gauge gets the counter's increase in that second.
+    pub per_second: Vec<(MetricId, MetricId)>,
 }
 
 /// What happened.
@@ -220,6 +222,8 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
             .cloned()
             .collect();
         let stop = sweep_stop.clone();
+        let mut per_second = std::mem::take(&mut params.per_second);
+        per_second.push((builtin::HTTP_REQS, builtin::HTTP_REQS_PER_SECOND));
         let aborted_by = aborted_by.clone();
         let interrupt = params.interrupt.clone();
         tokio::spawn(async move {
@@ -244,6 +248,25 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
                 rec.record(builtin::VUS_MAX, allocated as f64, &Tags::default());
                 shared.tel.record_vus(&labels, vus.max(0) as u64, allocated);
                 let snap = rec.take_second();
+                if !last {
+                    for (counter, gauge) in &per_second {
+                        let n = snap
+                            .metrics
+                            .iter()
+                            .find(|(m, _)| m == counter)
+                            .map(|(_, a)| {
+                                if let Agg::Counter { sum } = a {
+                                    *sum
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .unwrap_or(0.0);
+                        if n > 0.0 {
+                            rec.record(*gauge, n, &Tags::default());
+                        }
+                    }
+                }
                 for s in sinks.iter_mut() {
                     s.second(&snap, &registry, vus, allocated);
                 }
@@ -506,9 +529,12 @@ async fn looping_vus<W: Workload>(
     futures_util::future::join_all(tasks).await;
 }
 
+/// How long a start may wait for a free VU before it is dropped.
+const BACKLOG: Duration = Duration::from_secs(10);
+
 /// Open model: a dispatcher starts iterations on a clock; VUs pick them up. A start that waits
 /// for a free VU is late (counted, and its latency measured from the intended time); a start
-/// that would wait longer than one full round of VUs is dropped (counted), as k6 drops them.
+/// that would wait longer than [`BACKLOG`] worth of arrivals is dropped (counted), as k6 drops them.
 async fn arrival_rate<W: Workload>(
     shared: &Arc<Shared<W>>,
     name: &Arc<str>,
@@ -521,7 +547,13 @@ async fn arrival_rate<W: Workload>(
     let Some(mut schedule) = ArrivalSchedule::new(executor) else {
         return;
     };
-    let (tx, rx) = mpsc::channel::<Instant>(max_vus.max(1) as usize);
+    // Starts wait for a free VU for up to BACKLOG of arrivals (late, and measured from their
+    // intended time: coordinated omission corrected); beyond that they are dropped, as k6 does.
+    let peak_rate = ArrivalSchedule::peak_rate_per_s(executor);
+    let backlog =
+        ((peak_rate * BACKLOG.as_secs_f64()).ceil() as u64).clamp(max_vus.max(1), 1_000_000);
+    let (tx, rx) = mpsc::channel::<Instant>(backlog as usize);
+    let end = start + executor.duration();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let idle = Arc::new(AtomicI64::new(0));
     let tags = Tags::scenario(name);
@@ -541,6 +573,11 @@ async fn arrival_rate<W: Workload>(
                 let Some(intended) = next else { break };
                 if shared.stop_new.is_cancelled() {
                     break;
+                }
+                if tokio::time::Instant::now() >= end {
+                    // the schedule is over: a start still waiting is dropped, not run late
+                    shared.rec.record(builtin::DROPPED_ITERATIONS, 1.0, &tags);
+                    continue;
                 }
                 if intended.elapsed() > Duration::from_millis(5) {
                     shared.rec.record(builtin::LATE_ITERATIONS, 1.0, &tags);

@@ -3,6 +3,7 @@
 //! returns the overall verdict. Results are written even when a run is interrupted.
 
 use crate::cli::RunArgs;
+use crate::cli::TestName;
 use crate::config::{self, Options, StageSpec};
 use crate::error::ConfigError;
 use crate::metrics::Registry;
@@ -13,6 +14,10 @@ use crate::report::{Summary, Verdict, json, markdown, timeseries::TimeseriesWrit
 use crate::runner::{self, RunOutcome, SecondSink, TestRun};
 use crate::telemetry::{RunLabels, Telemetry, TelemetryConfig};
 use crate::thresholds::{self, Threshold, ThresholdSpec};
+use crate::workload::api::ApiWorkload;
+use crate::workload::db::DbWorkload;
+use crate::workload::dwcp::DwcpWorkload;
+use crate::workload::endpoints::Endpoints;
 use crate::workload::url::UrlWorkload;
 use crate::workload::{ClientSettings, TlsSettings};
 use anyhow::Context;
@@ -42,11 +47,16 @@ pub struct TestPlan {
     pub thresholds: Vec<Threshold>,
     pub notes: Vec<String>,
     pub workload: WorkloadKind,
+    /// (counter, per-second gauge) pairs the runner samples.
+    pub per_second: Vec<(crate::metrics::MetricId, crate::metrics::MetricId)>,
 }
 
 /// The workload behind a plan.
 pub enum WorkloadKind {
     Url(Arc<UrlWorkload>),
+    Api(Arc<ApiWorkload>),
+    Dwcp(Arc<DwcpWorkload>),
+    Db(Arc<DbWorkload>),
 }
 
 /// Stops: `interrupt` starts a graceful stop, `kill` stops at once.
@@ -322,7 +332,43 @@ fn url_plan(a: &RunArgs, url_s: &str) -> Result<TestPlan, ConfigError> {
         thresholds,
         notes,
         workload: WorkloadKind::Url(Arc::new(UrlWorkload::new(method, url, headers, body))),
+        per_second: Vec::new(),
     })
+}
+
+/// Checks the target accepts TCP connections before any file is written, so a typo'd URL is
+/// a clear config error rather than a run full of failed requests.
+async fn preflight(field: &str, url_s: &str) -> Result<(), ConfigError> {
+    let Ok(url) = url::Url::parse(url_s) else {
+        return Ok(());
+    };
+    let host = url
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let fix =
+        "start the server, or check the host and port (docs/TROUBLESHOOTING.md#connection-refused)";
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ConfigError::new(
+            field,
+            format!("cannot connect to {host}:{port}: {e}"),
+            fix,
+        )),
+        Err(_) => Err(ConfigError::new(
+            field,
+            format!("no answer from {host}:{port} within 5s"),
+            fix,
+        )),
+    }
 }
 
 /// Creates `base/<UTC timestamp>/`, never reusing an existing folder.
@@ -414,32 +460,223 @@ fn telemetry_config(
         sample_ratio,
         metrics_interval: Duration::from_secs(5),
         traces: !a.no_traces,
+        ..TelemetryConfig::default()
     })
 }
 
 /// Validates everything that can be validated before any file is written or load is sent.
-pub fn plan(a: &RunArgs) -> Result<Vec<TestPlan>, ConfigError> {
+/// `endpoints` is None when the built-in target will be started (its URL is not known yet).
+pub fn plan(a: &RunArgs, endpoints: Option<&Endpoints>) -> Result<Vec<TestPlan>, ConfigError> {
     if let Some(u) = &a.url {
         return Ok(vec![url_plan(a, u)?]);
     }
-    match a.test {
-        Some(t) => Err(ConfigError::new(
-            "TEST",
-            format!("the {t:?} workload is not available in this build yet"),
-            "use --url URL for quick mode",
-        )),
-        None => Err(ConfigError::new(
-            "TEST",
-            "nothing to run",
-            "name a test (api, dwcp, ws, db, all) or give --url URL",
-        )),
+    let tests: Vec<TestName> = match a.test {
+        Some(TestName::All) => vec![TestName::Api, TestName::Dwcp, TestName::Ws, TestName::Db],
+        Some(t) => vec![t],
+        None if a.scenario.is_some() => vec![TestName::Api],
+        None => {
+            return Err(ConfigError::new(
+                "TEST",
+                "nothing to run",
+                "name a test (api, dwcp, ws, db, all) or give --url URL",
+            ));
+        }
+    };
+    let placeholder = Endpoints::new("http://127.0.0.1:1", None, None, None);
+    let ep = endpoints.unwrap_or(&placeholder);
+    tests.into_iter().map(|t| workload_plan(a, t, ep)).collect()
+}
+
+/// Endpoints from flags/env, validated. None means: start the built-in target.
+pub fn endpoints_from_args(a: &RunArgs) -> Result<Option<Endpoints>, ConfigError> {
+    let Some(api) = a.api_url.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    for (field, v) in [
+        ("--api-url", Some(api)),
+        ("--ws-url", a.ws_url.as_deref()),
+        ("--dwcp-ws-url", a.dwcp_ws_url.as_deref()),
+    ] {
+        if let Some(v) = v {
+            let u = url::Url::parse(v).map_err(|e| {
+                ConfigError::new(
+                    field,
+                    format!("'{v}' is not a URL ({e})"),
+                    "give a full URL like http://novacron:8080 or ws://novacron:8080/ws",
+                )
+            })?;
+            let ok = if field == "--api-url" {
+                matches!(u.scheme(), "http" | "https")
+            } else {
+                matches!(u.scheme(), "ws" | "wss")
+            };
+            if !ok {
+                return Err(ConfigError::new(
+                    field,
+                    format!("scheme '{}' does not fit", u.scheme()),
+                    if field == "--api-url" {
+                        "use http:// or https://"
+                    } else {
+                        "use ws:// or wss://"
+                    },
+                ));
+            }
+        }
+    }
+    Ok(Some(Endpoints::new(
+        api,
+        a.ws_url.as_deref(),
+        a.dwcp_ws_url.as_deref(),
+        a.token.as_deref(),
+    )))
+}
+
+fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan, ConfigError> {
+    let profile_name = a.profile.as_deref().unwrap_or("smoke");
+    let prof = crate::profile::plan(test, profile_name)?;
+    let mut registry = Registry::new();
+    let mut per_second = Vec::new();
+    let (stem, workload) = match test {
+        TestName::Api => (
+            "api",
+            WorkloadKind::Api(Arc::new(ApiWorkload::new(ep.clone(), &mut registry))),
+        ),
+        TestName::Dwcp => {
+            let mut w = DwcpWorkload::new(ep.clone(), &mut registry);
+            if prof.short_sessions {
+                w.stream_for = Duration::from_secs(2);
+            }
+            ("dwcp", WorkloadKind::Dwcp(Arc::new(w)))
+        }
+        TestName::Db => {
+            let w = DbWorkload::new(ep.clone(), &mut registry);
+            let total = registry
+                .lookup("db_queries_total")
+                .expect("declared by the workload");
+            let gauge = registry.declare(
+                "db_queries_per_second",
+                crate::metrics::MetricKind::Gauge,
+                crate::metrics::Contains::Default,
+            );
+            per_second.push((total, gauge));
+            ("database", WorkloadKind::Db(Arc::new(w)))
+        }
+        TestName::Ws => {
+            return Err(ConfigError::new(
+                "TEST",
+                "the ws workload is not available in this build yet",
+                "run api, dwcp or db",
+            ));
+        }
+        TestName::All => unreachable!("expanded by plan()"),
+    };
+    // profile first, then the scenario file, then CLI overrides
+    let mut options = Options {
+        stages: Some(prof.stages.clone()),
+        vus: Some(1),
+        thresholds: prof.thresholds.clone(),
+        ..Options::default()
+    };
+    if let Some(p) = &a.scenario {
+        let file = Options::from_file(p)?;
+        if file.scenarios.is_some()
+            || file.stages.is_some()
+            || file.duration.is_some()
+            || file.iterations.is_some()
+        {
+            options.stages = None;
+            options.scenarios = file.scenarios.clone();
+            options.stages = file.stages.clone();
+            options.vus = file.vus;
+            options.duration = file.duration.clone();
+            options.iterations = file.iterations;
+        }
+        options.thresholds.extend(file.thresholds.clone());
+        options.tags = file.tags.clone();
+        options.other = file.other.clone();
+    }
+    let options = apply_overrides(options, a)?;
+    let mut scenarios = options.scenarios()?;
+    if a.scenario.is_none() {
+        for sc in &mut scenarios {
+            sc.graceful_stop = prof.graceful;
+            if let crate::plan::Executor::RampingVus {
+                start_vus,
+                graceful_ramp_down,
+                ..
+            } = &mut sc.executor
+            {
+                *graceful_ramp_down = prof.graceful;
+                // profiles ramp from zero; upstream's startVUs 1 only applies to `full`
+                if profile_name != "full" {
+                    *start_vus = 0;
+                }
+            }
+        }
+    }
+    let thresholds = build_thresholds(&options, &a.thresholds, &registry)?;
+    let mut notes = Vec::new();
+    for k in options.ignored_keys() {
+        notes.push(format!(
+            "option `{k}` in the scenario file is not used by novaload"
+        ));
+    }
+    Ok(TestPlan {
+        test: test_label(test).into(),
+        file_stem: stem.into(),
+        target: ep.api_url.clone(),
+        scenarios,
+        registry: Arc::new(registry),
+        thresholds,
+        notes,
+        workload,
+        per_second,
+    })
+}
+
+fn test_label(t: TestName) -> &'static str {
+    match t {
+        TestName::Api => "api",
+        TestName::Dwcp => "dwcp",
+        TestName::Ws => "ws",
+        TestName::Db => "db",
+        TestName::All => "all",
     }
 }
 
 /// Runs a session with the given stop tokens (tests pass their own; the CLI wires signals).
 pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let request_timeout = config::parse_duration(&a.timeout, "--timeout")?;
-    let plans = plan(&a)?;
+    let given = endpoints_from_args(&a)?;
+    // validate everything before starting anything
+    plan(&a, given.as_ref())?;
+    let needs_target = a.url.is_none() && given.is_none();
+    let mut embedded: Option<crate::target::TargetHandle> = None;
+    let endpoints = if needs_target {
+        let mut targs = crate::target::TargetArgs::embedded();
+        let seed = plan_seed(&a);
+        targs.seed_vms = seed;
+        let handle = crate::target::spawn(targs, None)
+            .await
+            .context("starting the built-in target")?;
+        if !a.quiet {
+            eprintln!(
+                "novaload: no --api-url given; started the built-in NovaCron target on {} ({seed} VMs seeded)",
+                handle.base_url()
+            );
+        }
+        let ep = Endpoints::new(&handle.base_url(), None, None, a.token.as_deref());
+        embedded = Some(handle);
+        Some(ep)
+    } else {
+        given
+    };
+    let plans = plan(&a, endpoints.as_ref())?;
+    if let Some(u) = &a.url {
+        preflight("--url", u).await?;
+    } else if !needs_target && let Some(ep) = &endpoints {
+        preflight("--api-url (API_URL)", &ep.api_url).await?;
+    }
     let needs_tls = plans.iter().any(|p| p.target.starts_with("https"));
     let tls = if needs_tls || a.cacert.is_some() || a.insecure_skip_tls_verify {
         Some(
@@ -470,6 +707,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         request_timeout,
     };
     let mut summaries: Vec<Summary> = Vec::new();
+    let mut stems: Vec<String> = Vec::new();
     let mut interrupted = false;
     for p in plans {
         if stops.interrupt.is_cancelled() {
@@ -523,9 +761,13 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
             sinks,
             setup_timeout: Duration::from_secs(60),
             teardown_timeout: Duration::from_secs(60),
+            per_second: p.per_second.clone(),
         };
         let outcome: RunOutcome = match &p.workload {
             WorkloadKind::Url(w) => runner::run(w.clone(), params).await,
+            WorkloadKind::Api(w) => runner::run(w.clone(), params).await,
+            WorkloadKind::Dwcp(w) => runner::run(w.clone(), params).await,
+            WorkloadKind::Db(w) => runner::run(w.clone(), params).await,
         };
         telemetry.test_finished(&labels);
         interrupted |= outcome.interrupted;
@@ -533,17 +775,23 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         console.line(&markdown::render(std::slice::from_ref(&summary)));
         write_summary(&results_dir, &p.file_stem, &summary)?;
         summaries.push(summary);
+        stems.push(p.file_stem.clone());
         std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
             .context("writing SUMMARY.md")?;
     }
     let report = telemetry.shutdown().await;
     if report.spans_dropped > 0 || !report.errors.is_empty() {
-        for (s, stem) in summaries.iter_mut().zip(file_stems(&summaries_stems(&a))) {
+        for (s, stem) in summaries.iter_mut().zip(&stems) {
             s.telemetry = report.clone();
-            let _ = write_summary(&results_dir, &stem, s);
+            let _ = write_summary(&results_dir, stem, s);
         }
         std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
             .context("writing SUMMARY.md")?;
+    }
+    if let Some(t) = embedded
+        && let Err(e) = t.shutdown().await
+    {
+        tracing::warn!("built-in target did not shut down cleanly: {e:#}");
     }
     let verdict = markdown::overall(&summaries);
     Ok(Outcome {
@@ -554,14 +802,15 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     })
 }
 
-fn summaries_stems(a: &RunArgs) -> Vec<String> {
-    plan(a)
-        .map(|ps| ps.into_iter().map(|p| p.file_stem).collect())
-        .unwrap_or_default()
-}
-
-fn file_stems(v: &[String]) -> Vec<String> {
-    v.to_vec()
+/// Seeded VMs for the built-in target: the largest the chosen profile asks for.
+fn plan_seed(a: &RunArgs) -> u64 {
+    let p = a.profile.as_deref().unwrap_or("smoke");
+    [TestName::Api, TestName::Db]
+        .iter()
+        .filter_map(|t| crate::profile::plan(*t, p).ok())
+        .map(|pp| pp.seed_vms)
+        .max()
+        .unwrap_or(1000)
 }
 
 fn summarize(p: &TestPlan, o: &RunOutcome, run_id: &str, profile: &str) -> Summary {

@@ -249,6 +249,7 @@ async fn run_ws(cfg: WsConfig, executor: Executor, graceful_stop: Duration) -> R
         sinks: Vec::new(),
         setup_timeout: Duration::from_secs(10),
         teardown_timeout: Duration::from_secs(10),
+        per_second: Vec::new(),
     };
     let outcome = runner::run(Arc::new(workload), params).await;
     Run {
@@ -597,6 +598,7 @@ async fn memory_per_idle_connection() {
         sinks: Vec::new(),
         setup_timeout: Duration::from_secs(10),
         teardown_timeout: Duration::from_secs(10),
+        per_second: Vec::new(),
     };
     let before = rss_kib();
     let started = std::time::Instant::now();

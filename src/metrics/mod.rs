@@ -85,6 +85,8 @@ pub mod builtin {
     pub const LATE_ITERATIONS: MetricId = MetricId(18);
     /// First request of an open-model iteration, measured from the intended start.
     pub const HTTP_REQ_DURATION_CORRECTED: MetricId = MetricId(19);
+    /// Requests in each second (a gauge sampled once a second; its max is peak throughput).
+    pub const HTTP_REQS_PER_SECOND: MetricId = MetricId(20);
 }
 
 const BUILTINS: &[(&str, MetricKind, Contains)] = &[
@@ -120,10 +122,12 @@ const BUILTINS: &[(&str, MetricKind, Contains)] = &[
         MetricKind::Trend,
         Contains::Time,
     ),
+    ("http_reqs_per_second", MetricKind::Gauge, Contains::Default),
 ];
 
 /// All metrics of one run: built-ins first, then the workload's own. Frozen before VUs start.
 #[derive(Debug, Clone)]
+/// Invariant: the first entries are [`builtin`]'s ids, in order (checked by a unit test).
 pub struct Registry {
     defs: Vec<MetricDef>,
 }
@@ -252,4 +256,29 @@ pub struct Sample {
     /// Trend values are milliseconds for `Contains::Time`; Rate values are 0 (fail) or non-zero (pass).
     pub value: f64,
     pub tags: Tags,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_ids_match_their_names() {
+        let r = Registry::new();
+        assert_eq!(r.def(builtin::HTTP_REQS).name, "http_reqs");
+        assert_eq!(r.def(builtin::CHECKS).name, "checks");
+        assert_eq!(
+            r.def(builtin::DROPPED_ITERATIONS).name,
+            "dropped_iterations"
+        );
+        assert_eq!(
+            r.def(builtin::HTTP_REQ_DURATION_CORRECTED).name,
+            "http_req_duration_corrected"
+        );
+        assert_eq!(
+            r.def(builtin::HTTP_REQS_PER_SECOND).name,
+            "http_reqs_per_second"
+        );
+        assert_eq!(r.len(), builtin::HTTP_REQS_PER_SECOND.0 as usize + 1);
+    }
 }

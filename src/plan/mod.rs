@@ -246,6 +246,25 @@ impl ArrivalSchedule {
         })
     }
 
+    /// Highest arrival rate of the executor, per second.
+    pub fn peak_rate_per_s(executor: &Executor) -> f64 {
+        match executor {
+            Executor::ConstantArrivalRate {
+                rate, time_unit, ..
+            } => rate / time_unit.as_secs_f64(),
+            Executor::RampingArrivalRate {
+                start_rate,
+                time_unit,
+                stages,
+                ..
+            } => {
+                stages.iter().map(|s| s.target).fold(*start_rate, f64::max)
+                    / time_unit.as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+
     /// Offset of iteration `k` (0-based; the k-th arrival happens when the cumulative count
     /// reaches k), or None when the schedule ends before it. Call with increasing k.
     pub fn start_of(&mut self, k: u64) -> Option<Duration> {

@@ -6,11 +6,29 @@
 //! Workloads never touch OTel types: they get [`Span`] handles and call the `record_*`
 //! methods with plain values and a [`RunLabels`]. Every method is cheap when telemetry is off.
 
+mod instruments;
 pub mod names;
+mod otlp;
+mod process;
+mod prometheus;
+mod reference;
+mod spans;
+
+pub use instruments::LATENCY_BUCKETS;
+pub use reference::metrics_reference_markdown;
 
 use crate::error::ErrorKind;
+use instruments::{Instruments, status_class, status_str};
+use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, SpanExporter};
+use prometheus_client::registry::Registry;
+use spans::{ErrorLog, QueueConfig, QueueProcessor, SpanStats};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Telemetry settings (CLI flags over `OTEL_*` env over defaults; resolved by config).
 #[derive(Debug, Clone, Default)]
@@ -36,6 +54,14 @@ pub struct TelemetryConfig {
     pub metrics_interval: std::time::Duration,
     /// Create spans at all (`--no-traces` turns them off while keeping metrics).
     pub traces: bool,
+    /// Span export queue capacity; a full queue drops (and counts) spans. 0 = 65,536.
+    pub span_queue_size: usize,
+    /// Spans per OTLP export request. 0 = 4,096.
+    pub span_batch_size: usize,
+    /// Timeout of one OTLP export request. Zero = 3 s.
+    pub export_timeout: std::time::Duration,
+    /// Upper bound of [`Telemetry::shutdown`] (traces flush, then metrics). Zero = 5 s.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// Labels every live series carries. Cheap to clone.
@@ -66,37 +92,118 @@ pub enum SpanKind {
 /// Handle of telemetry for the whole process; clone freely.
 #[derive(Clone, Default)]
 pub struct Telemetry {
-    #[allow(dead_code)]
-    inner: Option<Arc<()>>,
+    inner: Option<Arc<Inner>>,
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+struct Inner {
+    segment: String,
+    instruments: Instruments,
+    registry: Arc<Registry>,
+    tracer: Option<SdkTracer>,
+    tracer_provider: Mutex<Option<SdkTracerProvider>>,
+    meter_provider: Mutex<Option<SdkMeterProvider>>,
+    span_stats: Arc<SpanStats>,
+    /// Metric export and other non-span errors.
+    errors: Arc<ErrorLog>,
+    server: Mutex<Option<prometheus::Server>>,
+    metrics_addr: Option<SocketAddr>,
+    shutdown_timeout: Duration,
 }
 
 /// A span in progress. Dropping it without `end` ends it with status unset.
 #[derive(Default)]
 pub struct Span {
-    _private: (),
+    inner: Option<SpanInner>,
+}
+
+struct SpanInner {
+    span: opentelemetry_sdk::trace::Span,
+    labels: RunLabels,
 }
 
 impl Span {
+    fn context(&self) -> Option<&opentelemetry::trace::SpanContext> {
+        self.inner
+            .as_ref()
+            .map(|i| i.span.span_context())
+            .filter(|c| c.is_valid())
+    }
+
     /// W3C `traceparent` header value of this span (None when tracing is off).
     pub fn traceparent(&self) -> Option<String> {
-        None
+        let c = self.context()?;
+        Some(format!(
+            "00-{}-{}-{:02x}",
+            c.trace_id(),
+            c.span_id(),
+            c.trace_flags().to_u8()
+        ))
     }
     /// W3C `tracestate` header value, if any.
     pub fn tracestate(&self) -> Option<String> {
-        None
+        let h = self.context()?.trace_state().header();
+        (!h.is_empty()).then_some(h)
     }
     /// W3C `baggage` header value carrying run id, test and scenario.
     pub fn baggage(&self) -> Option<String> {
-        None
+        let l = &self.inner.as_ref()?.labels;
+        if l.run_id.is_empty() && l.test.is_empty() && l.scenario.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "novaload.run_id={},novaload.test={},novaload.scenario={}",
+            pct(&l.run_id),
+            pct(&l.test),
+            pct(&l.scenario)
+        ))
     }
     /// Hex trace id when this span is sampled (what an exemplar may point at).
     pub fn sampled_trace_id(&self) -> Option<String> {
-        None
+        let c = self.context()?;
+        c.is_sampled().then(|| c.trace_id().to_string())
     }
-    pub fn set_attribute(&mut self, _key: &'static str, _value: AttrValue) {}
-    pub fn add_event(&mut self, _name: &'static str, _attrs: &[(&'static str, AttrValue)]) {}
+    pub fn set_attribute(&mut self, key: &'static str, value: AttrValue) {
+        if let Some(i) = &mut self.inner {
+            i.span.set_attribute(KeyValue::new(key, value.into_otel()));
+        }
+    }
+    pub fn add_event(&mut self, name: &'static str, attrs: &[(&'static str, AttrValue)]) {
+        if let Some(i) = &mut self.inner {
+            i.span.add_event(name, to_kvs(attrs));
+        }
+    }
     /// Ends the span; `error` sets status Error with the message (never a secret or full URL).
-    pub fn end(self, _error: Option<&str>) {}
+    pub fn end(self, error: Option<&str>) {
+        if let Some(mut i) = self.inner {
+            if let Some(msg) = error {
+                i.span
+                    .set_status(opentelemetry::trace::Status::error(msg.to_owned()));
+            }
+            i.span.end();
+        }
+    }
+}
+
+/// Percent-encodes a W3C baggage value (everything but unreserved URL characters).
+fn pct(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn to_kvs(attrs: &[(&'static str, AttrValue)]) -> Vec<KeyValue> {
+    attrs
+        .iter()
+        .map(|(k, v)| KeyValue::new(*k, v.clone().into_otel()))
+        .collect()
 }
 
 /// A span attribute value.
@@ -109,6 +216,31 @@ pub enum AttrValue {
     Bool(bool),
 }
 
+impl AttrValue {
+    fn into_otel(self) -> opentelemetry::Value {
+        match self {
+            AttrValue::Str(s) => s.into(),
+            AttrValue::Static(s) => s.into(),
+            AttrValue::I64(v) => v.into(),
+            AttrValue::F64(v) => v.into(),
+            AttrValue::Bool(v) => v.into(),
+        }
+    }
+}
+
+fn or_default<T: PartialEq + Default>(v: T, d: T) -> T {
+    if v == T::default() { d } else { v }
+}
+
+/// A resolved, never-empty string for labels (`Arc<str>` fields of [`RunLabels`]).
+fn run_values(l: &RunLabels) -> [&str; 3] {
+    [&l.run_id, &l.test, &l.scenario]
+}
+
+fn result_str(ok: bool) -> &'static str {
+    if ok { "success" } else { "failure" }
+}
+
 impl Telemetry {
     /// Telemetry that records nothing (tests, `--no-telemetry`).
     pub fn disabled() -> Self {
@@ -117,122 +249,659 @@ impl Telemetry {
 
     /// Builds providers, starts `/metrics` if asked. Errors only for bad config (e.g. the
     /// listen address is taken); an unreachable collector is not an error here.
-    pub async fn start(_cfg: TelemetryConfig) -> anyhow::Result<Self> {
-        Ok(Self { inner: None })
+    pub async fn start(cfg: TelemetryConfig) -> anyhow::Result<Self> {
+        let exporter = match (&cfg.otlp_endpoint, cfg.traces) {
+            (Some(ep), true) => {
+                let t = otlp::Transport::parse(&cfg.otlp_protocol, ep)?;
+                Some(otlp::span_exporter(ep, t, export_timeout(&cfg))?)
+            }
+            _ => None,
+        };
+        Self::build(cfg, exporter).await
+    }
+
+    /// Like [`Telemetry::start`], with spans going to `exporter` (e.g. opentelemetry_sdk's
+    /// `InMemorySpanExporter` in tests) through the same queue processor; `cfg.traces` must be
+    /// true for spans to be created. OTLP metrics still follow `cfg.otlp_endpoint`.
+    pub async fn start_with_span_exporter<E: SpanExporter + 'static>(
+        cfg: TelemetryConfig,
+        exporter: E,
+    ) -> anyhow::Result<Self> {
+        Self::build(cfg, Some(exporter)).await
+    }
+
+    async fn build<E: SpanExporter + 'static>(
+        cfg: TelemetryConfig,
+        span_exporter: Option<E>,
+    ) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Handle::current();
+        let service = or_default(cfg.service_name.clone(), "novaload".to_owned());
+        let mut attrs = vec![
+            KeyValue::new("service.version", VERSION),
+            KeyValue::new("novaload.run_id", cfg.run_id.clone()),
+            KeyValue::new("novaload.profile", cfg.profile.clone()),
+        ];
+        if !cfg.segment.is_empty() {
+            attrs.push(KeyValue::new("novaload.segment", cfg.segment.clone()));
+        }
+        attrs.extend(
+            cfg.resource_attributes
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        );
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(service)
+            .with_attributes(attrs)
+            .build();
+        let span_stats = Arc::new(SpanStats::default());
+        let errors = Arc::new(ErrorLog::default());
+        let scope = InstrumentationScope::builder("novaload")
+            .with_version(VERSION)
+            .build();
+
+        // Traces.
+        let (tracer, tracer_provider) = if cfg.traces {
+            let ratio = if cfg.sample_ratio.is_finite() {
+                cfg.sample_ratio.clamp(0.0, 1.0)
+            } else {
+                1.0
+            };
+            let mut b = SdkTracerProvider::builder()
+                .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                    ratio,
+                ))))
+                .with_resource(resource.clone());
+            if let Some(e) = span_exporter {
+                let q = QueueConfig {
+                    max_queue: or_default(cfg.span_queue_size, 65_536),
+                    max_batch: or_default(cfg.span_batch_size, 4_096),
+                    delay: Duration::from_secs(1),
+                    export_timeout: export_timeout(&cfg),
+                };
+                b = b.with_span_processor(QueueProcessor::new(
+                    e,
+                    q,
+                    span_stats.clone(),
+                    rt.clone(),
+                ));
+            }
+            let p = b.build();
+            use opentelemetry::trace::TracerProvider as _;
+            (Some(p.tracer_with_scope(scope.clone())), Some(p))
+        } else {
+            (None, None)
+        };
+
+        // OTel metrics (OTLP only: Prometheus is served from prometheus-client directly).
+        let meter_provider = match &cfg.otlp_endpoint {
+            Some(ep) => {
+                let t = otlp::Transport::parse(&cfg.otlp_protocol, ep)?;
+                let exporter = otlp::RtMetricExporter {
+                    inner: otlp::metric_exporter(ep, t, export_timeout(&cfg))?,
+                    rt: rt.clone(),
+                    timeout: export_timeout(&cfg),
+                    errors: errors.clone(),
+                };
+                let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+                    .with_interval(or_default(cfg.metrics_interval, Duration::from_secs(5)))
+                    .build();
+                Some(
+                    SdkMeterProvider::builder()
+                        .with_resource(resource)
+                        .with_reader(reader)
+                        .build(),
+                )
+            }
+            None => None,
+        };
+        let meter = meter_provider.as_ref().map(|p| {
+            use opentelemetry::metrics::MeterProvider as _;
+            p.meter_with_scope(scope)
+        });
+
+        let mut registry = Registry::default();
+        let instruments = Instruments::new(&mut registry, meter.as_ref());
+        registry.register_collector(Box::new(SpansDroppedCollector {
+            run_id: cfg.run_id.clone(),
+            stats: span_stats.clone(),
+        }));
+        registry.register_collector(Box::new(process::ProcessCollector));
+        if let Some(m) = &meter {
+            register_observables(m, &cfg.run_id, &span_stats);
+        }
+        let registry = Arc::new(registry);
+
+        let server = match cfg.metrics_listen {
+            Some(addr) => Some(prometheus::Server::start(addr, registry.clone()).await?),
+            None => None,
+        };
+        Ok(Self {
+            inner: Some(Arc::new(Inner {
+                segment: cfg.segment.clone(),
+                instruments,
+                registry,
+                tracer,
+                tracer_provider: Mutex::new(tracer_provider),
+                meter_provider: Mutex::new(meter_provider),
+                span_stats,
+                errors,
+                metrics_addr: server.as_ref().map(|s| s.addr),
+                server: Mutex::new(server),
+                shutdown_timeout: or_default(cfg.shutdown_timeout, Duration::from_secs(5)),
+            })),
+        })
     }
 
     /// Address `/metrics` is served on (useful with port 0).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        None
+        self.inner.as_ref()?.metrics_addr
+    }
+
+    /// The current OpenMetrics exposition (with exemplars), as `/metrics` would serve it.
+    pub fn render_metrics(&self) -> String {
+        self.inner
+            .as_ref()
+            .map(|i| prometheus::render(&i.registry, true))
+            .unwrap_or_default()
+    }
+
+    /// The current classic Prometheus text exposition (0.0.4, no exemplars).
+    pub fn render_metrics_text(&self) -> String {
+        self.inner
+            .as_ref()
+            .map(|i| prometheus::render(&i.registry, false))
+            .unwrap_or_default()
+    }
+
+    /// Spans dropped so far (queue full or unflushed at shutdown).
+    pub fn spans_dropped(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map_or(0, |i| i.span_stats.dropped.load(Ordering::Relaxed))
     }
 
     /// Flushes traces, then metrics; never panics; reports drops and errors.
     pub async fn shutdown(self) -> TelemetryReport {
-        TelemetryReport::default()
+        let Some(inner) = self.inner else {
+            return TelemetryReport::default();
+        };
+        let started = tokio::time::Instant::now();
+        let budget = inner.shutdown_timeout;
+        let mut report = TelemetryReport {
+            metrics_addr: inner.metrics_addr.map(|a| a.to_string()),
+            ..Default::default()
+        };
+        let server = inner
+            .server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(s) = server {
+            s.stop().await;
+        }
+        // Traces get up to 60% of the budget; metrics what is left (at least 1 s).
+        let tp = inner
+            .tracer_provider
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(tp) = tp {
+            let t = budget.mul_f64(0.6);
+            let r = bounded_blocking(t, move || tp.shutdown_with_timeout(t)).await;
+            if let Err(e) = r {
+                report.errors.push(format!("trace shutdown: {e}"));
+            }
+        }
+        let mp = inner
+            .meter_provider
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mp) = mp {
+            let left = budget
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1));
+            let r = bounded_blocking(left, move || mp.shutdown_with_timeout(left)).await;
+            if let Err(e) = r {
+                report.errors.push(format!("metric shutdown: {e}"));
+            }
+        }
+        let s = &inner.span_stats;
+        report.spans_exported = s.exported.load(Ordering::Relaxed);
+        report.spans_dropped = s.dropped.load(Ordering::Relaxed);
+        let failed = s.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            report.errors.push(format!(
+                "{failed} spans failed to export (collector down or slow?)"
+            ));
+        }
+        if report.spans_dropped > 0 {
+            report.errors.push(format!(
+                "{} spans dropped: export queue full or not flushed in time",
+                report.spans_dropped
+            ));
+        }
+        report.errors.extend(s.errors.render());
+        report.errors.extend(inner.errors.render());
+        report
     }
 
     /// Marks a test as live (`novaload_run_info` = 1) or finished (series removed/0).
-    pub fn test_started(&self, _labels: &RunLabels, _profile: &str) {}
-    pub fn test_finished(&self, _labels: &RunLabels) {}
+    pub fn test_started(&self, labels: &RunLabels, profile: &str) {
+        if let Some(i) = &self.inner {
+            i.instruments.run_info.set(
+                &[&labels.run_id, &labels.test, profile, &i.segment, VERSION],
+                1,
+            );
+        }
+    }
+    pub fn test_finished(&self, labels: &RunLabels) {
+        if let Some(i) = &self.inner {
+            // The profile label is not known here: remove every run_info series of this test.
+            i.instruments
+                .run_info
+                .remove_matching(&[&labels.run_id, &labels.test]);
+        }
+    }
 
     // ---- spans ----
     /// The root span of one VU iteration.
-    pub fn iteration_span(&self, _labels: &RunLabels, _vu: u64, _iteration: u64) -> Span {
-        Span::default()
+    pub fn iteration_span(&self, labels: &RunLabels, vu: u64, iteration: u64) -> Span {
+        let Some(tracer) = self.inner.as_ref().and_then(|i| i.tracer.as_ref()) else {
+            return Span::default();
+        };
+        let attrs = vec![
+            KeyValue::new("novaload.test", labels.test.clone()),
+            KeyValue::new("novaload.scenario", labels.scenario.clone()),
+            KeyValue::new("novaload.vu", vu as i64),
+            KeyValue::new("novaload.iteration", iteration as i64),
+            KeyValue::new("novaload.run_id", labels.run_id.clone()),
+        ];
+        let span = tracer
+            .span_builder("iteration")
+            .with_kind(opentelemetry::trace::SpanKind::Internal)
+            .with_attributes(attrs)
+            .start_with_context(tracer, &opentelemetry::Context::new());
+        Span {
+            inner: Some(SpanInner {
+                span,
+                labels: labels.clone(),
+            }),
+        }
     }
     /// A child span of `parent` (an iteration span or another op span).
     pub fn child_span(
         &self,
-        _parent: &Span,
-        _name: &str,
-        _kind: SpanKind,
-        _attrs: &[(&'static str, AttrValue)],
+        parent: &Span,
+        name: &str,
+        kind: SpanKind,
+        attrs: &[(&'static str, AttrValue)],
     ) -> Span {
-        Span::default()
+        let Some(tracer) = self.inner.as_ref().and_then(|i| i.tracer.as_ref()) else {
+            return Span::default();
+        };
+        let cx = match parent.context() {
+            Some(pc) => opentelemetry::Context::new().with_remote_span_context(pc.clone()),
+            None => opentelemetry::Context::new(),
+        };
+        let span = tracer
+            .span_builder(name.to_owned())
+            .with_kind(match kind {
+                SpanKind::Internal => opentelemetry::trace::SpanKind::Internal,
+                SpanKind::Client => opentelemetry::trace::SpanKind::Client,
+            })
+            .with_attributes(to_kvs(attrs))
+            .start_with_context(tracer, &cx);
+        Span {
+            inner: Some(SpanInner {
+                span,
+                labels: parent
+                    .inner
+                    .as_ref()
+                    .map(|p| p.labels.clone())
+                    .unwrap_or_default(),
+            }),
+        }
     }
 
     // ---- live metrics (plain values; seconds for durations) ----
-    pub fn record_vus(&self, _labels: &RunLabels, _active: u64, _max: u64) {}
-    pub fn record_iteration(&self, _labels: &RunLabels, _duration_s: f64, _trace: Option<&str>) {}
-    pub fn record_dropped_iterations(&self, _labels: &RunLabels, _n: u64) {}
+    pub fn record_vus(&self, labels: &RunLabels, active: u64, max: u64) {
+        if let Some(i) = &self.inner {
+            let v = run_values(labels);
+            i.instruments.vus.set(&v, active as i64);
+            i.instruments.vus_max.set(&v, max as i64);
+        }
+    }
+    pub fn record_iteration(&self, labels: &RunLabels, duration_s: f64, trace: Option<&str>) {
+        if let Some(i) = &self.inner {
+            let v = run_values(labels);
+            i.instruments.iterations.inc_by(&v, 1);
+            i.instruments
+                .iteration_duration
+                .observe(&v, duration_s, trace);
+        }
+    }
+    pub fn record_dropped_iterations(&self, labels: &RunLabels, n: u64) {
+        if let Some(i) = &self.inner {
+            i.instruments
+                .dropped_iterations
+                .inc_by(&run_values(labels), n);
+        }
+    }
     #[allow(clippy::too_many_arguments)]
     pub fn record_http(
         &self,
-        _labels: &RunLabels,
-        _method: &str,
-        _url_template: &str,
-        _status: u16,
-        _error: Option<ErrorKind>,
-        _duration_s: f64,
-        _trace: Option<&str>,
+        labels: &RunLabels,
+        method: &str,
+        url_template: &str,
+        status: u16,
+        error: Option<ErrorKind>,
+        duration_s: f64,
+        trace: Option<&str>,
     ) {
+        let Some(i) = &self.inner else { return };
+        let err = error.map_or("", ErrorKind::as_str);
+        let [run, test, scenario] = run_values(labels);
+        i.instruments.http_duration.observe(
+            &[
+                run,
+                test,
+                scenario,
+                method,
+                url_template,
+                status_str(status),
+                status_class(status),
+                err,
+            ],
+            duration_s,
+            trace,
+        );
+        i.instruments.operations.inc_by(
+            &[
+                run,
+                test,
+                scenario,
+                url_template,
+                result_str(error.is_none()),
+            ],
+            1,
+        );
+        if error.is_some() {
+            i.instruments
+                .errors
+                .inc_by(&[run, test, scenario, url_template, err], 1);
+        }
     }
-    pub fn record_check(&self, _labels: &RunLabels, _check: &str, _ok: bool) {}
+    pub fn record_check(&self, labels: &RunLabels, check: &str, ok: bool) {
+        if let Some(i) = &self.inner {
+            let [run, test, scenario] = run_values(labels);
+            let result = if ok { "pass" } else { "fail" };
+            i.instruments
+                .checks
+                .inc_by(&[run, test, scenario, check, result], 1);
+        }
+    }
     /// One workload operation (request, query, migration, session) and its outcome.
-    pub fn record_operation(
-        &self,
-        _labels: &RunLabels,
-        _operation: &str,
-        _error: Option<ErrorKind>,
-    ) {
+    pub fn record_operation(&self, labels: &RunLabels, operation: &str, error: Option<ErrorKind>) {
+        if let Some(i) = &self.inner {
+            let [run, test, scenario] = run_values(labels);
+            i.instruments.operations.inc_by(
+                &[run, test, scenario, operation, result_str(error.is_none())],
+                1,
+            );
+            if let Some(e) = error {
+                i.instruments
+                    .errors
+                    .inc_by(&[run, test, scenario, operation, e.as_str()], 1);
+            }
+        }
     }
-    pub fn record_data(&self, _labels: &RunLabels, _sent: u64, _received: u64) {}
+    pub fn record_data(&self, labels: &RunLabels, sent: u64, received: u64) {
+        if let Some(i) = &self.inner {
+            let v = run_values(labels);
+            if sent > 0 {
+                i.instruments.data_sent.inc_by(&v, sent);
+            }
+            if received > 0 {
+                i.instruments.data_received.inc_by(&v, received);
+            }
+        }
+    }
     pub fn record_ws_connect(
         &self,
-        _labels: &RunLabels,
-        _ok: bool,
-        _duration_s: Option<f64>,
-        _trace: Option<&str>,
+        labels: &RunLabels,
+        ok: bool,
+        duration_s: Option<f64>,
+        trace: Option<&str>,
     ) {
+        if let Some(i) = &self.inner {
+            let [run, test, scenario] = run_values(labels);
+            i.instruments
+                .ws_connections
+                .inc_by(&[run, test, scenario, result_str(ok)], 1);
+            if let Some(d) = duration_s {
+                i.instruments
+                    .ws_connect_duration
+                    .observe(&[run, test, scenario], d, trace);
+            }
+        }
     }
-    pub fn record_ws_active(&self, _labels: &RunLabels, _delta: i64) {}
-    pub fn record_ws_message(&self, _labels: &RunLabels, _sent: bool) {}
-    pub fn record_ws_latency(&self, _labels: &RunLabels, _latency_s: f64, _trace: Option<&str>) {}
-    pub fn record_migration_in_flight(&self, _labels: &RunLabels, _delta: i64) {}
+    pub fn record_ws_active(&self, labels: &RunLabels, delta: i64) {
+        if let Some(i) = &self.inner {
+            i.instruments.ws_active.add(&run_values(labels), delta);
+        }
+    }
+    pub fn record_ws_message(&self, labels: &RunLabels, sent: bool) {
+        if let Some(i) = &self.inner {
+            let [run, test, scenario] = run_values(labels);
+            let dir = if sent { "sent" } else { "received" };
+            i.instruments
+                .ws_messages
+                .inc_by(&[run, test, scenario, dir], 1);
+        }
+    }
+    pub fn record_ws_latency(&self, labels: &RunLabels, latency_s: f64, trace: Option<&str>) {
+        if let Some(i) = &self.inner {
+            i.instruments
+                .ws_latency
+                .observe(&run_values(labels), latency_s, trace);
+        }
+    }
+    pub fn record_migration_in_flight(&self, labels: &RunLabels, delta: i64) {
+        if let Some(i) = &self.inner {
+            i.instruments
+                .migrations_in_flight
+                .add(&run_values(labels), delta);
+        }
+    }
     /// `result`: completed | failed | timeout.
     pub fn record_migration(
         &self,
-        _labels: &RunLabels,
-        _result: &'static str,
-        _duration_s: Option<f64>,
-        _trace: Option<&str>,
+        labels: &RunLabels,
+        result: &'static str,
+        duration_s: Option<f64>,
+        trace: Option<&str>,
     ) {
+        if let Some(i) = &self.inner {
+            let [run, test, scenario] = run_values(labels);
+            i.instruments
+                .migrations
+                .inc_by(&[run, test, scenario, result], 1);
+            if let Some(d) = duration_s {
+                i.instruments
+                    .migration_duration
+                    .observe(&[run, test, scenario], d, trace);
+            }
+        }
     }
     #[allow(clippy::too_many_arguments)]
     pub fn record_db(
         &self,
-        _labels: &RunLabels,
-        _system: &'static str,
-        _operation: &'static str,
-        _collection: &'static str,
-        _error: Option<ErrorKind>,
-        _duration_s: f64,
-        _trace: Option<&str>,
+        labels: &RunLabels,
+        system: &'static str,
+        operation: &'static str,
+        collection: &'static str,
+        error: Option<ErrorKind>,
+        duration_s: f64,
+        trace: Option<&str>,
     ) {
+        if let Some(i) = &self.inner {
+            let [run, test, scenario] = run_values(labels);
+            i.instruments.db_duration.observe(
+                &[
+                    run,
+                    test,
+                    scenario,
+                    system,
+                    operation,
+                    collection,
+                    error.map_or("", ErrorKind::as_str),
+                ],
+                duration_s,
+                trace,
+            );
+        }
     }
     pub fn record_db_pool(
         &self,
-        _labels: &RunLabels,
-        _acquire_s: Option<f64>,
-        _idle: u64,
-        _in_use: u64,
+        labels: &RunLabels,
+        acquire_s: Option<f64>,
+        idle: u64,
+        in_use: u64,
     ) {
+        if let Some(i) = &self.inner {
+            let [run, test, scenario] = run_values(labels);
+            if let Some(a) = acquire_s {
+                i.instruments
+                    .db_pool_acquire
+                    .observe(&[run, test, scenario], a, None);
+            }
+            i.instruments
+                .db_pool_connections
+                .set(&[run, test, scenario, "idle"], idle as i64);
+            i.instruments
+                .db_pool_connections
+                .set(&[run, test, scenario, "in_use"], in_use as i64);
+        }
     }
 }
 
-/// The README's metric reference, rendered from [`names`].
-pub fn metrics_reference_markdown() -> String {
-    let mut out =
-        String::from("| Metric | Type | Unit | Labels | Meaning |\n|---|---|---|---|---|\n");
-    for m in names::CLIENT_METRICS.iter().chain(names::TARGET_METRICS) {
-        out.push_str(&format!(
-            "| `{}` | {:?} | {} | {} | {} |\n",
-            m.prometheus,
-            m.kind,
-            m.unit,
-            m.labels.join(", "),
-            m.help
-        ));
+fn export_timeout(cfg: &TelemetryConfig) -> Duration {
+    or_default(cfg.export_timeout, Duration::from_secs(3))
+}
+
+/// Runs a blocking SDK shutdown off the runtime's workers, giving up after `limit` (+ grace).
+async fn bounded_blocking<F>(limit: Duration, f: F) -> Result<(), String>
+where
+    F: FnOnce() -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
+{
+    let task = tokio::task::spawn_blocking(f);
+    match tokio::time::timeout(limit + Duration::from_millis(750), task).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(join)) => Err(format!("panicked: {join}")),
+        Err(_) => Err(format!("gave up after {limit:?}")),
     }
-    out
+}
+
+/// `novaload_spans_dropped_total{run_id}`, read from the processor's atomic at scrape time.
+#[derive(Debug)]
+struct SpansDroppedCollector {
+    run_id: String,
+    stats: Arc<SpanStats>,
+}
+
+impl prometheus_client::collector::Collector for SpansDroppedCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let c = prometheus_client::metrics::counter::ConstCounter::new(
+            self.stats.dropped.load(Ordering::Relaxed),
+        );
+        let m = names::SPANS_DROPPED;
+        let mut desc = encoder.encode_descriptor(
+            m.prometheus.trim_end_matches("_total"),
+            m.help.trim_end_matches('.'),
+            None,
+            c.metric_type(),
+        )?;
+        let labels = [(names::L_RUN_ID, self.run_id.as_str())];
+        let fam = desc.encode_family(&labels)?;
+        c.encode(fam)
+    }
+}
+
+/// The scrape-time values as OTel observable instruments (for OTLP).
+fn register_observables(
+    meter: &opentelemetry::metrics::Meter,
+    run_id: &str,
+    stats: &Arc<SpanStats>,
+) {
+    let m = names::SPANS_DROPPED;
+    let s = stats.clone();
+    let attrs = [KeyValue::new(names::L_RUN_ID, run_id.to_owned())];
+    let _ = meter
+        .u64_observable_counter(m.otel)
+        .with_unit(m.unit)
+        .with_description(m.help)
+        .with_callback(move |o| o.observe(s.dropped.load(Ordering::Relaxed), &attrs))
+        .build();
+    let m = names::PROCESS_CPU;
+    let _ = meter
+        .f64_observable_counter(m.otel)
+        .with_unit(m.unit)
+        .with_description(m.help)
+        .with_callback(|o| {
+            if let Some(v) = process::cpu_seconds() {
+                o.observe(v, &[]);
+            }
+        })
+        .build();
+    let m = names::PROCESS_RSS;
+    let _ = meter
+        .u64_observable_gauge(m.otel)
+        .with_unit(m.unit)
+        .with_description(m.help)
+        .with_callback(|o| {
+            if let Some(v) = process::resident_bytes() {
+                o.observe(v, &[]);
+            }
+        })
+        .build();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baggage_values_are_percent_encoded() {
+        assert_eq!(pct("a b,c=d;é"), "a%20b%2Cc%3Dd%3B%C3%A9");
+        assert_eq!(pct("run-1.x_y~"), "run-1.x_y~");
+    }
+
+    #[test]
+    fn handles_are_thread_safe_and_cheap() {
+        fn send<T: Send>() {}
+        fn shared<T: Clone + Send + Sync>() {}
+        send::<Span>();
+        shared::<Telemetry>();
+        assert_eq!(
+            std::mem::size_of::<Telemetry>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn disabled_is_inert() {
+        let t = Telemetry::disabled();
+        let l = RunLabels::default();
+        let s = t.iteration_span(&l, 1, 1);
+        assert!(s.traceparent().is_none() && s.baggage().is_none());
+        t.record_http(&l, "GET", "/x", 200, None, 0.1, None);
+        assert!(t.render_metrics().is_empty());
+        assert!(t.metrics_addr().is_none());
+    }
 }

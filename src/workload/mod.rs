@@ -4,6 +4,10 @@
 //! owns scheduling; the workload only says what one iteration does, using [`Vu`] helpers that
 //! record k6-compatible metrics, checks and spans in one place.
 
+pub mod api;
+pub mod db;
+pub mod dwcp;
+pub mod endpoints;
 pub mod fdlimit;
 pub mod http;
 pub mod url;

@@ -1,0 +1,411 @@
+//! The DWCP v3 migration workload: spec §1.2, request for request, with the upstream defects
+//! fixed: `dwcp_errors` counts successes too (B1), a failed stream handshake counts as an
+//! error, a non-JSON frame is an error rather than an aborted iteration (B10), and the number
+//! of migrations in flight is measured (`dwcp_concurrent_migrations`) so "1,000 concurrent"
+//! is a threshold, not an assumption. One span covers each migration, POST to completion,
+//! with a `phase` event whenever the polled phase changes.
+
+use super::endpoints::{Endpoints, field, id_string, truthy};
+use super::{Req, Vu, Workload};
+use crate::error::ErrorKind;
+use crate::metrics::{Contains, MetricId, MetricKind, Registry};
+use crate::telemetry::{AttrValue, SpanKind};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::Method;
+use rand::Rng;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const ZONES: [&str; 3] = ["us-west-1", "us-east-1", "eu-west-1"];
+
+pub struct DwcpWorkload {
+    ep: Endpoints,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// How often to poll a migration (upstream: 1 s) and how many times (30).
+    pub poll_every: Duration,
+    pub max_polls: u32,
+    /// How long the stream socket stays open (upstream: 5 s).
+    pub stream_for: Duration,
+    in_flight: Arc<AtomicI64>,
+    dwcp_errors: MetricId,
+    migration_duration: MetricId,
+    dwcp_protocol_latency: MetricId,
+    vm_migrations_total: MetricId,
+    failed_migrations: MetricId,
+    concurrent: MetricId,
+}
+
+impl DwcpWorkload {
+    pub fn new(ep: Endpoints, registry: &mut Registry) -> Self {
+        Self {
+            headers: ep.json_auth_headers(),
+            ep,
+            poll_every: Duration::from_secs(1),
+            max_polls: 30,
+            stream_for: Duration::from_secs(5),
+            in_flight: Arc::new(AtomicI64::new(0)),
+            dwcp_errors: registry.declare("dwcp_errors", MetricKind::Rate, Contains::Default),
+            migration_duration: registry.declare(
+                "migration_duration",
+                MetricKind::Trend,
+                Contains::Time,
+            ),
+            dwcp_protocol_latency: registry.declare(
+                "dwcp_protocol_latency",
+                MetricKind::Trend,
+                Contains::Time,
+            ),
+            vm_migrations_total: registry.declare(
+                "vm_migrations_total",
+                MetricKind::Counter,
+                Contains::Default,
+            ),
+            failed_migrations: registry.declare(
+                "failed_migrations",
+                MetricKind::Counter,
+                Contains::Default,
+            ),
+            concurrent: registry.declare(
+                "dwcp_concurrent_migrations",
+                MetricKind::Gauge,
+                Contains::Default,
+            ),
+        }
+    }
+
+    fn migration_started(&self, vu: &Vu) {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        vu.gauge(self.concurrent, now as f64);
+        vu.tel.record_migration_in_flight(&vu.labels, 1);
+    }
+
+    fn migration_ended(&self, vu: &Vu) {
+        let now = self.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
+        vu.gauge(self.concurrent, now as f64);
+        vu.tel.record_migration_in_flight(&vu.labels, -1);
+    }
+
+    /// Step 6: the `/stream` socket for `stream_for`, checking each frame.
+    async fn stream(&self, vu: &mut Vu, job_id: &str) {
+        let url = format!("{}/stream?job_id={job_id}", self.ep.dwcp_ws_url);
+        let mut span = vu.span(
+            "WS /dwcp/v3/stream",
+            SpanKind::Client,
+            &[("url.template", AttrValue::Static("/dwcp/v3/stream"))],
+        );
+        let mut req = match url.as_str().into_client_request() {
+            Ok(r) => r,
+            Err(e) => {
+                vu.rate(self.dwcp_errors, true);
+                vu.error("dwcp stream", ErrorKind::Other);
+                span.end(Some(&format!("bad stream URL: {e}")));
+                return;
+            }
+        };
+        for (k, v) in &self.headers {
+            if k == http::header::AUTHORIZATION {
+                req.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(tp) = span
+            .traceparent()
+            .and_then(|v| http::HeaderValue::from_str(&v).ok())
+        {
+            req.headers_mut().insert("traceparent", tp);
+        }
+        let connect = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio_tungstenite::connect_async(req),
+        )
+        .await;
+        let mut socket = match connect {
+            Ok(Ok((s, _))) => s,
+            Ok(Err(e)) => {
+                // upstream silently ignores a failed handshake; an unreachable stream is an error
+                vu.rate(self.dwcp_errors, true);
+                vu.error("dwcp stream", ErrorKind::Protocol);
+                span.end(Some(&format!("handshake failed: {e}")));
+                return;
+            }
+            Err(_) => {
+                vu.rate(self.dwcp_errors, true);
+                vu.error("dwcp stream", ErrorKind::Timeout);
+                span.end(Some("handshake timed out"));
+                return;
+            }
+        };
+        let sub = match span.traceparent() {
+            Some(tp) => {
+                format!(r#"{{"action":"subscribe","channel":"migrations","traceparent":"{tp}"}}"#)
+            }
+            None => r#"{"action":"subscribe","channel":"migrations"}"#.to_string(),
+        };
+        let _ = socket.send(Message::text(sub)).await;
+        let until = tokio::time::Instant::now() + self.stream_for;
+        let mut frames = 0u64;
+        loop {
+            let next = tokio::select! {
+                m = socket.next() => m,
+                _ = tokio::time::sleep_until(until) => break,
+                _ = vu.stop.cancelled() => break,
+            };
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    frames += 1;
+                    let v: Option<serde_json::Value> = serde_json::from_str(t.as_str())
+                        .ok()
+                        .filter(|v: &serde_json::Value| v.is_object());
+                    let ok = [
+                        vu.check(
+                            "WS message has type",
+                            v.as_ref().and_then(|v| v.get("type")).is_some(),
+                        ),
+                        vu.check(
+                            "WS message has timestamp",
+                            v.as_ref().and_then(|v| v.get("timestamp")).is_some(),
+                        ),
+                    ]
+                    .iter()
+                    .all(|b| *b);
+                    vu.rate(self.dwcp_errors, !ok);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) => {
+                    vu.rate(self.dwcp_errors, true);
+                    vu.error("dwcp stream", ErrorKind::Protocol);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let _ = socket.close(None).await;
+        span.set_attribute("novaload.ws.frames_received", AttrValue::I64(frames as i64));
+        span.end(None);
+    }
+}
+
+impl Workload for DwcpWorkload {
+    async fn setup(&self, vu: &mut Vu) -> anyhow::Result<()> {
+        let r = vu
+            .request(Req {
+                method: Method::GET,
+                url: self.ep.url("/api/v1/dwcp/version"),
+                name: "GET /api/v1/dwcp/version",
+                template: "/api/v1/dwcp/version",
+                headers: &[],
+                body: None,
+            })
+            .await;
+        let version = if r.status == 200 {
+            field(&r.json(), "version")
+                .map(id_string)
+                .unwrap_or_else(|| "undefined".into())
+        } else {
+            "unknown".into()
+        };
+        tracing::info!(%version, "DWCP version");
+        Ok(())
+    }
+
+    async fn iteration(&self, vu: &mut Vu) {
+        // 1. zones
+        let source = ZONES[vu.rng.random_range(0..ZONES.len())];
+        let target = if source == "us-west-1" {
+            "us-east-1"
+        } else {
+            "us-west-1"
+        };
+        let vm: String = (0..8)
+            .map(|_| vu.rng.random_range(b'a'..=b'z') as char)
+            .collect();
+        let body = format!(
+            r#"{{"vm_id":"test-vm-{vm}","source_zone":"{source}","target_zone":"{target}","protocol":"dwcp-v3","live_migration":true,"bandwidth_limit_mbps":1000,"compression":true,"encryption":true}}"#
+        );
+
+        // 2. start the migration (one span over POST → completion)
+        let mut migration = vu.span(
+            "dwcp.migration",
+            SpanKind::Internal,
+            &[
+                ("dwcp.source_zone", AttrValue::Static(source)),
+                ("dwcp.target_zone", AttrValue::Static(target)),
+            ],
+        );
+        let started = Instant::now();
+        let r = vu
+            .request(Req {
+                method: Method::POST,
+                url: self.ep.url("/api/v1/dwcp/migrations"),
+                name: "POST /api/v1/dwcp/migrations",
+                template: "/api/v1/dwcp/migrations",
+                headers: &self.headers,
+                body: Some(Bytes::from(body)),
+            })
+            .await;
+        let json = r.json();
+        let ok = [
+            vu.check("Migration initiated (202)", r.status == 202),
+            vu.check("Migration has job ID", field(&json, "job_id").is_some()),
+            vu.check("Protocol latency < 1s", r.timings.duration < 1000.0),
+        ]
+        .iter()
+        .all(|b| *b);
+        vu.rate(self.dwcp_errors, !ok);
+        if !ok {
+            vu.add(self.failed_migrations, 1.0);
+        }
+        vu.trend(self.dwcp_protocol_latency, r.timings.duration);
+        let job_id = field(&json, "job_id")
+            .filter(|v| truthy(Some(v)))
+            .map(id_string);
+        vu.sleep(Duration::from_secs(1)).await;
+
+        // 3. poll to completion
+        if let Some(job) = &job_id {
+            self.migration_started(vu);
+            migration.set_attribute("dwcp.job_id", AttrValue::Str(job.clone()));
+            let mut last_phase = String::new();
+            let mut outcome: Option<&'static str> = None;
+            for _ in 0..self.max_polls {
+                if vu.stop.is_cancelled() {
+                    break;
+                }
+                let r = vu
+                    .request(Req {
+                        method: Method::GET,
+                        url: self.ep.url(&format!("/api/v1/dwcp/migrations/{job}")),
+                        name: "GET /api/v1/dwcp/migrations/{job_id}",
+                        template: "/api/v1/dwcp/migrations/{job_id}",
+                        headers: &self.headers,
+                        body: None,
+                    })
+                    .await;
+                if r.status == 200 {
+                    let v = r.json();
+                    if let Some(phase) = field(&v, "phase").and_then(|p| p.as_str())
+                        && phase != last_phase
+                    {
+                        last_phase = phase.to_string();
+                        migration.add_event(
+                            "phase",
+                            &[("dwcp.phase", AttrValue::Str(last_phase.clone()))],
+                        );
+                    }
+                    match field(&v, "status").and_then(|s| s.as_str()) {
+                        Some("completed") => {
+                            let ms = started.elapsed().as_secs_f64() * 1000.0;
+                            vu.trend(self.migration_duration, ms);
+                            vu.add(self.vm_migrations_total, 1.0);
+                            let ok = [
+                                vu.check("Migration completed successfully", true),
+                                vu.check("Migration duration < 30s", ms < 30_000.0),
+                                vu.check(
+                                    "No data loss",
+                                    field(&v, "data_loss") == Some(&serde_json::Value::Bool(false)),
+                                ),
+                            ]
+                            .iter()
+                            .all(|b| *b);
+                            vu.rate(self.dwcp_errors, !ok);
+                            let trace = migration.sampled_trace_id();
+                            vu.tel.record_migration(
+                                &vu.labels,
+                                "completed",
+                                Some(ms / 1000.0),
+                                trace.as_deref(),
+                            );
+                            outcome = Some("completed");
+                            vu.sleep(self.poll_every).await;
+                            break;
+                        }
+                        Some("failed") => {
+                            vu.rate(self.dwcp_errors, true);
+                            vu.add(self.failed_migrations, 1.0);
+                            vu.tel.record_migration(&vu.labels, "failed", None, None);
+                            outcome = Some("failed");
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                vu.sleep(self.poll_every).await;
+            }
+            if outcome.is_none() && !vu.stop.is_cancelled() {
+                vu.rate(self.dwcp_errors, true);
+                vu.add(self.failed_migrations, 1.0);
+                vu.tel.record_migration(&vu.labels, "timeout", None, None);
+                outcome = Some("timeout");
+            }
+            self.migration_ended(vu);
+            match outcome {
+                Some("completed") => migration.end(None),
+                Some(o) => migration.end(Some(&format!("migration {o}"))),
+                None => migration.end(Some("interrupted")),
+            }
+        } else {
+            migration.end(Some("no job id"));
+        }
+
+        // 4.
+        vu.sleep(Duration::from_secs(2)).await;
+
+        // 5. stats
+        let r = vu
+            .request(Req {
+                method: Method::GET,
+                url: self.ep.url("/api/v1/dwcp/stats"),
+                name: "GET /api/v1/dwcp/stats",
+                template: "/api/v1/dwcp/stats",
+                headers: &self.headers,
+                body: None,
+            })
+            .await;
+        let v = r.json();
+        let ok = [
+            vu.check("DWCP stats available", r.status == 200),
+            vu.check(
+                "Stats have active migrations",
+                field(&v, "active_migrations").is_some(),
+            ),
+        ]
+        .iter()
+        .all(|b| *b);
+        vu.rate(self.dwcp_errors, !ok);
+        vu.sleep(Duration::from_secs(1)).await;
+
+        // 6. the progress stream
+        let job = job_id.as_deref().unwrap_or("test").to_string();
+        self.stream(vu, &job).await;
+        vu.sleep(Duration::from_secs(2)).await;
+
+        // 7. batch status
+        let r = vu
+            .request(Req {
+                method: Method::GET,
+                url: self
+                    .ep
+                    .url("/api/v1/dwcp/migrations?status=in_progress&limit=100"),
+                name: "GET /api/v1/dwcp/migrations?status",
+                template: "/api/v1/dwcp/migrations",
+                headers: &self.headers,
+                body: None,
+            })
+            .await;
+        let v = r.json();
+        let ok = [
+            vu.check("Batch status check OK", r.status == 200),
+            vu.check(
+                "Batch response has migrations",
+                field(&v, "migrations").is_some_and(|m| m.is_array()),
+            ),
+        ]
+        .iter()
+        .all(|b| *b);
+        vu.rate(self.dwcp_errors, !ok);
+        vu.sleep(Duration::from_secs(1)).await;
+    }
+}
