@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use novaload::metrics::{Agg, MetricValues, Registry, Snapshot, builtin};
 use novaload::plan::{Executor, Scenario};
 use novaload::runner::{self, RunOutcome, TestRun};
-use novaload::telemetry::Telemetry;
+use novaload::telemetry::{Telemetry, TelemetryConfig};
 use novaload::thresholds::{self, ThresholdSpec};
 use novaload::workload::ClientSettings;
 use novaload::workload::ws::{WsConfig, WsWorkload, check, metric, now_ms};
@@ -223,6 +223,15 @@ impl Run {
 }
 
 async fn run_ws(cfg: WsConfig, executor: Executor, graceful_stop: Duration) -> Run {
+    run_ws_with(cfg, executor, graceful_stop, Telemetry::disabled()).await
+}
+
+async fn run_ws_with(
+    cfg: WsConfig,
+    executor: Executor,
+    graceful_stop: Duration,
+    telemetry: Telemetry,
+) -> Run {
     cfg.validate().expect("valid config");
     let mut registry = Registry::new();
     let workload = WsWorkload::new(cfg, &mut registry);
@@ -239,7 +248,7 @@ async fn run_ws(cfg: WsConfig, executor: Executor, graceful_stop: Duration) -> R
         }],
         registry,
         thresholds: Vec::new(),
-        telemetry: Telemetry::disabled(),
+        telemetry,
         settings: ClientSettings {
             tls: None,
             request_timeout: Duration::from_secs(60),
@@ -371,6 +380,76 @@ async fn good_server_sessions_follow_the_upstream_flow() {
     )
     .unwrap();
     assert!(t.evaluate(&r.snap, 1.0).ok);
+}
+
+/// An in-memory span exporter that keeps its spans through telemetry shutdown (which flushes
+/// them; the SDK's own exporter clears itself on shutdown).
+#[derive(Debug, Clone, Default)]
+struct Keep(opentelemetry_sdk::trace::InMemorySpanExporter);
+
+impl opentelemetry_sdk::trace::SpanExporter for Keep {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.export(batch).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceparent_of_the_session_span_reaches_handshake_and_every_message() {
+    let (addr, seen) = server(Mode::Good).await;
+    let exporter = Keep::default();
+    let tel = Telemetry::start_with_span_exporter(
+        TelemetryConfig {
+            run_id: "test".into(),
+            traces: true,
+            sample_ratio: 1.0,
+            ..Default::default()
+        },
+        exporter.clone(),
+    )
+    .await
+    .unwrap();
+    let r = run_ws_with(
+        config(addr),
+        per_vu(1, 2),
+        Duration::from_secs(30),
+        tel.clone(),
+    )
+    .await;
+    let report = tel.shutdown().await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(r.count(metric::CONNECTIONS_ESTABLISHED), 2.0);
+    let spans = exporter.0.get_finished_spans().unwrap();
+    let names: Vec<_> = spans.iter().map(|s| s.name.to_string()).collect();
+    let sessions: Vec<_> = spans.iter().filter(|s| s.name == "ws.session").collect();
+    assert_eq!(sessions.len(), 2, "{names:?}");
+    let conns = seen.lock().unwrap();
+    assert_eq!(conns.len(), 2);
+    for c in conns.iter() {
+        let tp = c
+            .traceparent
+            .clone()
+            .expect("traceparent header on the handshake");
+        let parts: Vec<&str> = tp.split('-').collect();
+        let span = sessions
+            .iter()
+            .find(|s| s.span_context.span_id().to_string() == parts[2])
+            .expect("the header names a ws.session span");
+        assert_eq!(span.span_context.trace_id().to_string(), parts[1]);
+        // a child of the iteration span
+        assert!(
+            spans
+                .iter()
+                .any(|p| p.span_context.span_id() == span.parent_span_id && p.name != "ws.session")
+        );
+        assert!(c.frames.len() >= 5);
+        for f in &c.frames {
+            let v: serde_json::Value = serde_json::from_str(f).unwrap();
+            assert_eq!(v["traceparent"].as_str(), Some(tp.as_str()), "{f}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,4 +709,32 @@ async fn memory_per_idle_connection() {
     drop(child.stdin.take());
     let _ = child.wait();
     assert!(per_conn < 64.0, "{per_conn} KiB per connection");
+}
+
+/// Against the built-in reference target (`novaload target`, `/ws/realtime`): every frame it
+/// sends passes the upstream checks and every connection succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_the_reference_target_every_check_passes() {
+    let handle = novaload::target::spawn(novaload::target::TargetArgs::embedded(), None)
+        .await
+        .expect("target starts");
+    let cfg = config(handle.addr);
+    let r = run_ws(cfg, per_vu(2, 1), Duration::from_secs(30)).await;
+    handle.shutdown().await.unwrap();
+    assert_eq!(r.count(metric::CONNECTIONS_ESTABLISHED), 2.0);
+    assert_eq!(r.count(metric::CONNECTIONS_FAILED), 0.0);
+    assert_eq!(r.rate(metric::CONNECTION_SUCCESS), (2.0, 0.0));
+    let received = r.count(metric::MESSAGES_RECEIVED);
+    assert!(received > 0.0);
+    for name in [
+        check::HAS_TYPE,
+        check::HAS_CHANNEL,
+        check::HAS_TIMESTAMP,
+        check::TIMESTAMP_RECENT,
+        check::ESTABLISHED,
+    ] {
+        assert_eq!(r.check(name).1, 0, "{name} failed");
+    }
+    assert_eq!(r.rate(metric::ERRORS).0, 0.0);
+    assert!(r.count(metric::MESSAGES_SENT) >= 2.0 * (3.0 + 4.0 + 2.0 + 1.0));
 }
