@@ -8,8 +8,10 @@ pub mod api;
 pub mod db;
 pub mod dwcp;
 pub mod endpoints;
+pub mod fdlimit;
 pub mod http;
 pub mod url;
+pub mod ws;
 
 use crate::error::ErrorKind;
 use crate::metrics::{MetricId, Recorder, Tags, builtin};
