@@ -93,6 +93,11 @@ pub struct RunArgs {
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
 
+    /// `run all`: run the four tests side by side instead of one after another (the smoke
+    /// profile always does).
+    #[arg(long)]
+    pub parallel: bool,
+
     /// Base directory for results; each run writes OUT/<UTC timestamp>/.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -115,6 +120,11 @@ pub struct RunArgs {
     /// PostgreSQL URL for `run db --db-mode direct`. A secret (may hold a password).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// ws test: loopback source addresses to bind, comma-separated (default: planned from the
+    /// peak, ~28,000 connections per address).
+    #[arg(long, value_delimiter = ',')]
+    pub source_ips: Vec<std::net::IpAddr>,
 
     /// Request timeout (k6's default is 60s).
     #[arg(long, default_value = "60s")]

@@ -154,7 +154,10 @@ fn thresholds(test: TestName, peak: u64, full: bool) -> BTreeMap<String, Thresho
             t.insert("ws_connection_time".into(), plain(&["p(95)<2000"]));
             t.insert("ws_connections_established".into(), plain(&["count>0"]));
             t.insert("ws_connection_success".into(), plain(&["rate>0.95"]));
-            t.insert("vus".into(), warn(format!("max>={}", scaled(100_000.0))));
+            t.insert(
+                "ws_connections_active".into(),
+                warn(format!("max>={}", scaled(100_000.0))),
+            );
         }
         TestName::Db | TestName::All => {
             t.insert("db_errors".into(), plain(&["rate<0.01"]));

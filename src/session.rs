@@ -19,6 +19,7 @@ use crate::workload::db::DbWorkload;
 use crate::workload::dwcp::DwcpWorkload;
 use crate::workload::endpoints::Endpoints;
 use crate::workload::url::UrlWorkload;
+use crate::workload::ws::{WsConfig, WsWorkload};
 use crate::workload::{ClientSettings, TlsSettings};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,7 @@ pub enum WorkloadKind {
     Api(Arc<ApiWorkload>),
     Dwcp(Arc<DwcpWorkload>),
     Db(Arc<DbWorkload>),
+    Ws(Arc<WsWorkload>),
 }
 
 /// Stops: `interrupt` starts a graceful stop, `kill` stops at once.
@@ -537,6 +539,7 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
     let prof = crate::profile::plan(test, profile_name)?;
     let mut registry = Registry::new();
     let mut per_second = Vec::new();
+    let mut ws_notes: Vec<String> = Vec::new();
     let (stem, workload) = match test {
         TestName::Api => (
             "api",
@@ -563,11 +566,39 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
             ("database", WorkloadKind::Db(Arc::new(w)))
         }
         TestName::Ws => {
-            return Err(ConfigError::new(
-                "TEST",
-                "the ws workload is not available in this build yet",
-                "run api, dwcp or db",
-            ));
+            let mut cfg = WsConfig {
+                ws_url: ep.ws_url.clone(),
+                token: ep.token().to_string(),
+                ..WsConfig::upstream()
+            };
+            if prof.short_sessions {
+                // smoke: short sessions that still exercise pings and queries
+                cfg.session_min = Duration::from_secs(3);
+                cfg.session_max = Duration::from_secs(6);
+                cfg.ping_every = Duration::from_secs(1);
+                cfg.query_every = Duration::from_secs(2);
+            }
+            cfg.validate()?;
+            let peak = options_peak(a, &prof);
+            let loopback = url::Url::parse(&ep.ws_url)
+                .ok()
+                .and_then(|u| u.host_str().map(is_loopback_host))
+                .unwrap_or(false);
+            let plan = crate::workload::fdlimit::capacity_plan(
+                peak,
+                loopback,
+                crate::workload::fdlimit::max_connections_per_process(),
+            );
+            cfg.source_ips = if a.source_ips.is_empty() {
+                plan.source_ips.clone()
+            } else {
+                a.source_ips.clone()
+            };
+            ws_notes = plan.notes;
+            (
+                "websocket",
+                WorkloadKind::Ws(Arc::new(WsWorkload::new(cfg, &mut registry))),
+            )
         }
         TestName::All => unreachable!("expanded by plan()"),
     };
@@ -616,7 +647,7 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
         }
     }
     let thresholds = build_thresholds(&options, &a.thresholds, &registry)?;
-    let mut notes = Vec::new();
+    let mut notes = ws_notes;
     for k in options.ignored_keys() {
         notes.push(format!(
             "option `{k}` in the scenario file is not used by novaload"
@@ -633,6 +664,29 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
         workload,
         per_second,
     })
+}
+
+/// Peak VUs the run will reach: the CLI's --vus/--stage or the profile's.
+fn options_peak(a: &RunArgs, prof: &crate::profile::ProfilePlan) -> u64 {
+    let stage_peak = a
+        .stages
+        .iter()
+        .filter_map(|s| s.split_once(':'))
+        .filter_map(|(_, t)| t.trim().parse::<f64>().ok())
+        .fold(0.0, f64::max) as u64;
+    if a.vus.is_none() && a.stages.is_empty() {
+        prof.peak
+    } else {
+        a.vus.unwrap_or(0).max(stage_peak)
+    }
+}
+
+fn is_loopback_host(h: &str) -> bool {
+    h == "localhost"
+        || h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn test_label(t: TestName) -> &'static str {
@@ -714,75 +768,43 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let mut summaries: Vec<Summary> = Vec::new();
     let mut stems: Vec<String> = Vec::new();
     let mut interrupted = false;
-    for p in plans {
-        if stops.interrupt.is_cancelled() {
-            break;
+    let ctx = PlanContext {
+        results_dir: results_dir.clone(),
+        run_id: run_id.clone(),
+        profile: profile.clone(),
+        quiet: a.quiet,
+        telemetry: telemetry.clone(),
+        settings: settings.clone(),
+        stops: stops.clone(),
+    };
+    // `run all --parallel` (and the smoke profile) runs the tests side by side
+    let parallel =
+        plans.len() > 1 && (a.parallel || a.profile.as_deref().unwrap_or("smoke") == "smoke");
+    if parallel {
+        let outcomes =
+            futures_util::future::join_all(plans.iter().map(|p| run_plan(p, &ctx))).await;
+        for (p, (summary, was_interrupted)) in plans.iter().zip(outcomes) {
+            interrupted |= was_interrupted;
+            write_summary(&results_dir, &p.file_stem, &summary)?;
+            summaries.push(summary);
+            stems.push(p.file_stem.clone());
         }
-        let console = Console::new(
-            std::fs::File::create(results_dir.join(format!("{}.log", p.file_stem))).ok(),
-            a.quiet,
-        );
-        console.line(&format!(
-            "novaload {}: running {} against {} (run id {run_id})",
-            env!("CARGO_PKG_VERSION"),
-            p.test,
-            p.target
-        ));
-        for sc in &p.scenarios {
-            console.line(&format!("  scenario {}: {}", sc.name, config::describe(sc)));
-        }
-        let planned = p
-            .scenarios
-            .iter()
-            .map(|s| s.start_time + s.executor.duration())
-            .max()
-            .unwrap_or_default();
-        let mut sinks: Vec<Box<dyn SecondSink>> = vec![Box::new(Progress::new(
-            &p.test,
-            planned.as_secs_f64(),
-            console.clone(),
-            a.quiet,
-        ))];
-        match TimeseriesWriter::create(&results_dir.join(format!("{}.json", p.file_stem))) {
-            Ok(w) => sinks.push(Box::new(w)),
-            Err(e) => console.line(&format!("warning: cannot write the time series: {e}")),
-        }
-        let labels = RunLabels {
-            run_id: Arc::from(run_id.as_str()),
-            test: Arc::from(p.test.as_str()),
-            scenario: Arc::from("all"),
-        };
-        telemetry.test_started(&labels, &profile);
-        let params = TestRun {
-            test: p.test.clone(),
-            run_id: Arc::from(run_id.as_str()),
-            scenarios: p.scenarios.clone(),
-            registry: p.registry.clone(),
-            thresholds: p.thresholds.clone(),
-            telemetry: telemetry.clone(),
-            settings: settings.clone(),
-            interrupt: stops.interrupt.clone(),
-            kill: stops.kill.clone(),
-            sinks,
-            setup_timeout: Duration::from_secs(60),
-            teardown_timeout: Duration::from_secs(60),
-            per_second: p.per_second.clone(),
-        };
-        let outcome: RunOutcome = match &p.workload {
-            WorkloadKind::Url(w) => runner::run(w.clone(), params).await,
-            WorkloadKind::Api(w) => runner::run(w.clone(), params).await,
-            WorkloadKind::Dwcp(w) => runner::run(w.clone(), params).await,
-            WorkloadKind::Db(w) => runner::run(w.clone(), params).await,
-        };
-        telemetry.test_finished(&labels);
-        interrupted |= outcome.interrupted;
-        let summary = summarize(&p, &outcome, &run_id, &profile);
-        console.line(&markdown::render(std::slice::from_ref(&summary)));
-        write_summary(&results_dir, &p.file_stem, &summary)?;
-        summaries.push(summary);
-        stems.push(p.file_stem.clone());
         std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
             .context("writing SUMMARY.md")?;
+    } else {
+        for p in &plans {
+            if stops.interrupt.is_cancelled() {
+                break;
+            }
+            let (summary, was_interrupted) = run_plan(p, &ctx).await;
+            interrupted |= was_interrupted;
+            // written after every test, so a crash later still leaves the finished ones
+            write_summary(&results_dir, &p.file_stem, &summary)?;
+            summaries.push(summary);
+            stems.push(p.file_stem.clone());
+            std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
+                .context("writing SUMMARY.md")?;
+        }
     }
     let report = telemetry.shutdown().await;
     if report.spans_dropped > 0 || !report.errors.is_empty() {
@@ -805,6 +827,106 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         summaries,
         interrupted,
     })
+}
+
+/// What every test of a session shares.
+struct PlanContext {
+    results_dir: PathBuf,
+    run_id: String,
+    profile: String,
+    quiet: bool,
+    telemetry: Telemetry,
+    settings: ClientSettings,
+    stops: Stops,
+}
+
+/// Runs one test and returns its summary (and whether it was interrupted).
+async fn run_plan(p: &TestPlan, ctx: &PlanContext) -> (Summary, bool) {
+    let console = Console::new(
+        std::fs::File::create(ctx.results_dir.join(format!("{}.log", p.file_stem))).ok(),
+        ctx.quiet,
+    );
+    console.line(&format!(
+        "novaload {}: running {} against {} (run id {})",
+        env!("CARGO_PKG_VERSION"),
+        p.test,
+        p.target,
+        ctx.run_id
+    ));
+    for sc in &p.scenarios {
+        console.line(&format!("  scenario {}: {}", sc.name, config::describe(sc)));
+    }
+    for n in &p.notes {
+        console.line(&format!("  note: {n}"));
+    }
+    let planned = p
+        .scenarios
+        .iter()
+        .map(|s| s.start_time + s.executor.duration())
+        .max()
+        .unwrap_or_default();
+    let mut sinks: Vec<Box<dyn SecondSink>> = vec![Box::new(Progress::new(
+        &p.test,
+        planned.as_secs_f64(),
+        console.clone(),
+        ctx.quiet,
+    ))];
+    match TimeseriesWriter::create(&ctx.results_dir.join(format!("{}.json", p.file_stem))) {
+        Ok(w) => sinks.push(Box::new(w)),
+        Err(e) => console.line(&format!("warning: cannot write the time series: {e}")),
+    }
+    let labels = RunLabels {
+        run_id: Arc::from(ctx.run_id.as_str()),
+        test: Arc::from(p.test.as_str()),
+        scenario: Arc::from("all"),
+    };
+    ctx.telemetry.test_started(&labels, &ctx.profile);
+    let params = TestRun {
+        test: p.test.clone(),
+        run_id: Arc::from(ctx.run_id.as_str()),
+        scenarios: p.scenarios.clone(),
+        registry: p.registry.clone(),
+        thresholds: p.thresholds.clone(),
+        telemetry: ctx.telemetry.clone(),
+        settings: ctx.settings.clone(),
+        interrupt: ctx.stops.interrupt.clone(),
+        kill: ctx.stops.kill.clone(),
+        sinks,
+        setup_timeout: Duration::from_secs(60),
+        teardown_timeout: Duration::from_secs(60),
+        per_second: p.per_second.clone(),
+    };
+    let outcome: RunOutcome = match &p.workload {
+        WorkloadKind::Url(w) => runner::run(w.clone(), params).await,
+        WorkloadKind::Api(w) => runner::run(w.clone(), params).await,
+        WorkloadKind::Dwcp(w) => runner::run(w.clone(), params).await,
+        WorkloadKind::Db(w) => runner::run(w.clone(), params).await,
+        WorkloadKind::Ws(w) => runner::run(w.clone(), params).await,
+    };
+    ctx.telemetry.test_finished(&labels);
+    let summary = summarize(p, &outcome, &ctx.run_id, &ctx.profile);
+    console.log_only(&markdown::render(std::slice::from_ref(&summary)));
+    if !ctx.quiet {
+        eprintln!(
+            "[{}] {} — {}",
+            p.test,
+            summary.verdict.emoji(),
+            one_line(&summary)
+        );
+    }
+    (summary, outcome.interrupted)
+}
+
+/// A one-line result for the console.
+fn one_line(s: &Summary) -> String {
+    let met = s.thresholds.iter().filter(|t| t.ok).count();
+    let reqs = s.value("http_reqs", "count").unwrap_or(0.0);
+    let p95 = s.value("http_req_duration", "p(95)").unwrap_or(0.0);
+    format!(
+        "{met}/{} thresholds met, {reqs:.0} requests, http p95 {p95:.1} ms, {:.1} s",
+        s.thresholds.len(),
+        s.duration_s
+    )
 }
 
 /// Seeded VMs for the built-in target: the largest the chosen profile asks for.

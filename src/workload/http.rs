@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 #[derive(Clone)]
 pub struct TlsSettings {
     connector: tokio_rustls::TlsConnector,
+    config: Arc<rustls::ClientConfig>,
 }
 
 impl TlsSettings {
@@ -61,9 +62,18 @@ impl TlsSettings {
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         };
+        let config = Arc::new(config);
         Ok(Self {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            connector: tokio_rustls::TlsConnector::from(config.clone()),
+            config,
         })
+    }
+}
+
+impl TlsSettings {
+    /// The rustls configuration (the WebSocket client builds its connector from it).
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
     }
 }
 
