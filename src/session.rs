@@ -647,6 +647,13 @@ fn test_label(t: TestName) -> &'static str {
 /// Runs a session with the given stop tokens (tests pass their own; the CLI wires signals).
 pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let request_timeout = config::parse_duration(&a.timeout, "--timeout")?;
+    // distributed runs: this process's segment and the coordinated start
+    let segment = crate::distributed::segment_from_args(&a)?.map(Arc::new);
+    let segment_label = segment
+        .as_ref()
+        .map(|s| s.label.clone())
+        .unwrap_or_default();
+    let start_at = crate::distributed::parse_start_at(a.start_at.as_deref())?;
     let given = endpoints_from_args(&a)?;
     // validate everything before starting anything
     plan(&a, given.as_ref())?;
@@ -692,8 +699,12 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
     let profile = a.profile.clone().unwrap_or_else(|| "custom".into());
-    let tel_cfg = telemetry_config(&a, &run_id, &profile)?;
-    let results_dir = create_results_dir(&a.out)?;
+    let mut tel_cfg = telemetry_config(&a, &run_id, &profile)?;
+    tel_cfg.segment = segment_label.clone();
+    let results_dir = match &a.results_dir {
+        Some(d) => crate::distributed::exact_results_dir(d)?,
+        None => create_results_dir(&a.out)?,
+    };
     let telemetry = Telemetry::start(tel_cfg)
         .await
         .context("starting telemetry")?;
@@ -709,6 +720,9 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let mut summaries: Vec<Summary> = Vec::new();
     let mut stems: Vec<String> = Vec::new();
     let mut interrupted = false;
+    if let Some(at) = start_at {
+        crate::distributed::wait_until(at, &stops.interrupt, a.quiet).await;
+    }
     for p in plans {
         if stops.interrupt.is_cancelled() {
             break;
@@ -762,6 +776,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
             setup_timeout: Duration::from_secs(60),
             teardown_timeout: Duration::from_secs(60),
             per_second: p.per_second.clone(),
+            segment: segment.clone(),
         };
         let outcome: RunOutcome = match &p.workload {
             WorkloadKind::Url(w) => runner::run(w.clone(), params).await,
@@ -771,7 +786,8 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         };
         telemetry.test_finished(&labels);
         interrupted |= outcome.interrupted;
-        let summary = summarize(&p, &outcome, &run_id, &profile);
+        let mut summary = summarize(&p, &outcome, &run_id, &profile);
+        summary.segment = segment_label.clone();
         console.line(&markdown::render(std::slice::from_ref(&summary)));
         write_summary(&results_dir, &p.file_stem, &summary)?;
         summaries.push(summary);
@@ -803,7 +819,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
 }
 
 /// Seeded VMs for the built-in target: the largest the chosen profile asks for.
-fn plan_seed(a: &RunArgs) -> u64 {
+pub fn plan_seed(a: &RunArgs) -> u64 {
     let p = a.profile.as_deref().unwrap_or("smoke");
     [TestName::Api, TestName::Db]
         .iter()
