@@ -27,6 +27,21 @@ pub enum Command {
     Report(ReportArgs),
     /// Print the metric reference (Markdown) generated from the names module.
     MetricsReference,
+    /// Merge the results folders of distributed shards (segments) into one, exactly.
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MergeArgs {
+    /// Shard results folders (each holds `<test>_summary.json`).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Output folder for the merged results (created; must not hold results already).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Merge even when some segments are missing (the result is marked partial and names them).
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 /// Which test to run.
@@ -157,9 +172,37 @@ pub struct RunArgs {
     /// Turn spans off (metrics stay on). Spans are only created when an OTLP endpoint is set.
     #[arg(long)]
     pub no_traces: bool,
-    /// Run id (a label on every signal); default: generated.
+    /// Run id (a label on every signal); default: generated. Shards of one distributed run
+    /// must pass the same run id (`novaload merge` refuses shards of different runs).
     #[arg(long, env = "NOVALOAD_RUN_ID")]
     pub run_id: Option<String>,
+
+    // --- distributed runs (docs: deploy/kubernetes/README.md) ---
+    /// Run only segment i of N (1-based) of every scenario: VUs, iterations and arrivals are
+    /// split exactly (k6 execution-segment arithmetic). Merge shards with `novaload merge`.
+    #[arg(long, env = "NOVALOAD_SEGMENT", conflicts_with = "execution_segment")]
+    pub segment: Option<String>,
+    /// With env JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs): run segment INDEX+1 of N.
+    #[arg(long, value_name = "N", conflicts_with_all = ["segment", "execution_segment"])]
+    pub segment_count: Option<u64>,
+    /// k6's --execution-segment, e.g. `1/4:2/4` (also `0.25:0.5`, `25%:50%`).
+    #[arg(long)]
+    pub execution_segment: Option<String>,
+    /// k6's --execution-segment-sequence, e.g. `0,1/4,2/4,3/4,1`; every shard must pass the same.
+    #[arg(long, requires = "execution_segment")]
+    pub execution_segment_sequence: Option<String>,
+    /// Wait until this RFC 3339 instant (e.g. 2025-01-01T12:00:00Z) before starting the load,
+    /// so shards on several machines start together.
+    #[arg(long, value_name = "RFC3339", env = "NOVALOAD_START_AT")]
+    pub start_at: Option<String>,
+    /// Split the run over N child processes of novaload (segments 1/N..N/N), then merge their
+    /// results into one folder. Chosen automatically when a ws run needs more connections than
+    /// one process may open.
+    #[arg(long, value_name = "N")]
+    pub local_workers: Option<u64>,
+    /// Write results to exactly this folder (used by --local-workers for its shards).
+    #[arg(long, hide = true)]
+    pub results_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -4,7 +4,9 @@
 //! else is reachable from [`run`], which integration tests call in-process.
 pub mod cli;
 pub mod config;
+pub mod distributed;
 pub mod error;
+pub mod merge;
 pub mod metrics;
 pub mod plan;
 pub mod profile;
@@ -39,7 +41,11 @@ pub async fn run(cli: cli::Cli) -> i32 {
     match cli.command {
         cli::Command::Run(args) => {
             let stops = session::Stops::from_signals();
-            match session::run(*args, stops).await {
+            let outcome = match distributed::local_workers(&args) {
+                Some(n) => distributed::run_local(*args, n, stops).await,
+                None => session::run(*args, stops).await,
+            };
+            match outcome {
                 Ok(o) => {
                     eprintln!(
                         "novaload: results in {} — verdict {}",
@@ -66,6 +72,23 @@ pub async fn run(cli: cli::Cli) -> i32 {
             }
             Err(e) => report_error(&e),
         },
+        cli::Command::Merge(m) => {
+            let opts = merge::MergeOptions {
+                allow_partial: m.allow_partial,
+            };
+            match merge::merge_dirs(&m.dirs, &m.out, opts) {
+                Ok(r) => {
+                    eprintln!(
+                        "novaload: merged {} shards into {} — verdict {}",
+                        m.dirs.len(),
+                        r.out.display(),
+                        r.verdict.emoji()
+                    );
+                    verdict_code(r.verdict)
+                }
+                Err(e) => report_error(&e),
+            }
+        }
         cli::Command::MetricsReference => {
             print!("{}", telemetry::metrics_reference_markdown());
             exit::PASS

@@ -3,6 +3,7 @@
 //! the merged snapshot. It knows nothing of protocols: that is the [`Workload`]'s job.
 
 use crate::metrics::{Agg, MetricId, Recorder, Registry, SecondSnapshot, Snapshot, Tags, builtin};
+use crate::plan::segment::SegmentPlan;
 use crate::plan::{ArrivalSchedule, Executor, Scenario, vu_active_intervals};
 use crate::telemetry::{RunLabels, Telemetry};
 use crate::thresholds::Threshold;
@@ -37,6 +38,8 @@ pub struct TestRun {
     pub teardown_timeout: Duration,
     /// (counter, gauge) pairs: each second the gauge gets the counter's increase in that second.
     pub per_second: Vec<(MetricId, MetricId)>,
+    /// Run only this execution segment's share of every scenario (distributed runs).
+    pub segment: Option<Arc<SegmentPlan>>,
 }
 
 /// What happened.
@@ -70,9 +73,20 @@ struct Shared<W> {
     allocated_vus: AtomicU64,
     next_vu_id: AtomicU64,
     interrupted_iterations: AtomicU64,
+    segment: Option<Arc<SegmentPlan>>,
 }
 
 impl<W: Workload> Shared<W> {
+    /// Does index `j` of the full plan (a VU, an arrival) belong to this process's segment?
+    fn mine(&self, j: u64) -> bool {
+        self.segment.as_ref().is_none_or(|s| s.owns(j))
+    }
+
+    /// This segment's share of `n` (VUs, iterations); `n` without a segment.
+    fn share(&self, n: u64) -> u64 {
+        self.segment.as_ref().map_or(n, |s| s.scale(n))
+    }
+
     fn new_vu(&self, scenario: &Arc<str>) -> Vu {
         let id = self.next_vu_id.fetch_add(1, Ordering::Relaxed);
         let labels = RunLabels {
@@ -165,6 +179,7 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
         allocated_vus: AtomicU64::new(0),
         next_vu_id: AtomicU64::new(1),
         interrupted_iterations: AtomicU64::new(0),
+        segment: params.segment.clone(),
     });
     let mut errors = Vec::new();
     let setup_scenario: Arc<str> = Arc::from("setup");
@@ -199,7 +214,11 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
         };
 
     let run_start = tokio::time::Instant::now();
-    let max_vus: u64 = params.scenarios.iter().map(|s| s.executor.max_vus()).sum();
+    let max_vus: u64 = params
+        .scenarios
+        .iter()
+        .map(|s| shared.share(s.executor.max_vus()))
+        .sum();
     let total_planned = params
         .scenarios
         .iter()
@@ -392,9 +411,12 @@ async fn run_scenario<W: Workload>(
             graceful_ramp_down,
         } => {
             let max = sc.executor.max_vus();
-            shared.allocated_vus.fetch_add(max, Ordering::Relaxed);
+            shared
+                .allocated_vus
+                .fetch_add(shared.share(max), Ordering::Relaxed);
             let mut tasks = Vec::with_capacity(max as usize);
-            for i in 0..max {
+            // VU i of the full plan runs in exactly one segment
+            for i in (0..max).filter(|i| shared.mine(*i)) {
                 let intervals = vu_active_intervals(*start_vus, stages, i);
                 if intervals.is_empty() {
                     continue;
@@ -424,7 +446,8 @@ async fn run_scenario<W: Workload>(
             futures_util::future::join_all(tasks).await;
         }
         Executor::ConstantVus { vus, .. } => {
-            looping_vus(&shared, &name, *vus, end, stop_deadline, Limit::None).await;
+            let vus = shared.share(*vus);
+            looping_vus(&shared, &name, vus, end, stop_deadline, Limit::None).await;
         }
         Executor::PerVuIterations {
             vus, iterations, ..
@@ -432,7 +455,7 @@ async fn run_scenario<W: Workload>(
             looping_vus(
                 &shared,
                 &name,
-                *vus,
+                shared.share(*vus),
                 end,
                 stop_deadline,
                 Limit::PerVu(*iterations),
@@ -442,16 +465,11 @@ async fn run_scenario<W: Workload>(
         Executor::SharedIterations {
             vus, iterations, ..
         } => {
-            let left = Arc::new(AtomicU64::new(*iterations));
-            looping_vus(
-                &shared,
-                &name,
-                *vus,
-                end,
-                stop_deadline,
-                Limit::Shared(left),
-            )
-            .await;
+            // iterations split exactly; a segment with iterations but no VU of its own gets one
+            let iterations = shared.share(*iterations);
+            let vus = shared.share(*vus).max(u64::from(iterations > 0));
+            let left = Arc::new(AtomicU64::new(iterations));
+            looping_vus(&shared, &name, vus, end, stop_deadline, Limit::Shared(left)).await;
         }
         Executor::ConstantArrivalRate {
             pre_allocated_vus,
@@ -469,8 +487,8 @@ async fn run_scenario<W: Workload>(
                 &sc.executor,
                 start,
                 stop_deadline,
-                *pre_allocated_vus,
-                *max_vus,
+                shared.share(*pre_allocated_vus).max(1),
+                shared.share(*max_vus).max(1),
             )
             .await;
         }
@@ -549,7 +567,8 @@ async fn arrival_rate<W: Workload>(
     };
     // Starts wait for a free VU for up to BACKLOG of arrivals (late, and measured from their
     // intended time: coordinated omission corrected); beyond that they are dropped, as k6 does.
-    let peak_rate = ArrivalSchedule::peak_rate_per_s(executor);
+    let peak_rate = ArrivalSchedule::peak_rate_per_s(executor)
+        * shared.segment.as_ref().map_or(1.0, |s| s.width());
     let backlog =
         ((peak_rate * BACKLOG.as_secs_f64()).ceil() as u64).clamp(max_vus.max(1), 1_000_000);
     let (tx, rx) = mpsc::channel::<Instant>(backlog as usize);
@@ -601,6 +620,10 @@ async fn arrival_rate<W: Workload>(
     let mut k = 0u64;
     while let Some(offset) = schedule.start_of(k) {
         k += 1;
+        // arrival k-1 of the full schedule starts in exactly one segment
+        if !shared.mine(k - 1) {
+            continue;
+        }
         let at = start + offset;
         tokio::select! {
             _ = sleep_until(at) => {}

@@ -702,6 +702,13 @@ fn test_label(t: TestName) -> &'static str {
 /// Runs a session with the given stop tokens (tests pass their own; the CLI wires signals).
 pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let request_timeout = config::parse_duration(&a.timeout, "--timeout")?;
+    // distributed runs: this process's segment and the coordinated start
+    let segment = crate::distributed::segment_from_args(&a)?.map(Arc::new);
+    let segment_label = segment
+        .as_ref()
+        .map(|s| s.label.clone())
+        .unwrap_or_default();
+    let start_at = crate::distributed::parse_start_at(a.start_at.as_deref())?;
     let given = endpoints_from_args(&a)?;
     // validate everything before starting anything
     plan(&a, given.as_ref())?;
@@ -747,8 +754,12 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
     let profile = a.profile.clone().unwrap_or_else(|| "custom".into());
-    let tel_cfg = telemetry_config(&a, &run_id, &profile)?;
-    let results_dir = create_results_dir(&a.out)?;
+    let mut tel_cfg = telemetry_config(&a, &run_id, &profile)?;
+    tel_cfg.segment = segment_label.clone();
+    let results_dir = match &a.results_dir {
+        Some(d) => crate::distributed::exact_results_dir(d)?,
+        None => create_results_dir(&a.out)?,
+    };
     let telemetry = if a.no_telemetry {
         Telemetry::disabled()
     } else {
@@ -776,7 +787,12 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         telemetry: telemetry.clone(),
         settings: settings.clone(),
         stops: stops.clone(),
+        segment: segment.clone(),
+        segment_label: segment_label.clone(),
     };
+    if let Some(at) = start_at {
+        crate::distributed::wait_until(at, &stops.interrupt, a.quiet).await;
+    }
     // `run all --parallel` (and the smoke profile) runs the tests side by side
     let parallel =
         plans.len() > 1 && (a.parallel || a.profile.as_deref().unwrap_or("smoke") == "smoke");
@@ -838,6 +854,8 @@ struct PlanContext {
     telemetry: Telemetry,
     settings: ClientSettings,
     stops: Stops,
+    segment: Option<Arc<crate::plan::segment::SegmentPlan>>,
+    segment_label: String,
 }
 
 /// Runs one test and returns its summary (and whether it was interrupted).
@@ -895,6 +913,7 @@ async fn run_plan(p: &TestPlan, ctx: &PlanContext) -> (Summary, bool) {
         setup_timeout: Duration::from_secs(60),
         teardown_timeout: Duration::from_secs(60),
         per_second: p.per_second.clone(),
+        segment: ctx.segment.clone(),
     };
     let outcome: RunOutcome = match &p.workload {
         WorkloadKind::Url(w) => runner::run(w.clone(), params).await,
@@ -904,7 +923,8 @@ async fn run_plan(p: &TestPlan, ctx: &PlanContext) -> (Summary, bool) {
         WorkloadKind::Ws(w) => runner::run(w.clone(), params).await,
     };
     ctx.telemetry.test_finished(&labels);
-    let summary = summarize(p, &outcome, &ctx.run_id, &ctx.profile);
+    let mut summary = summarize(p, &outcome, &ctx.run_id, &ctx.profile);
+    summary.segment = ctx.segment_label.clone();
     console.log_only(&markdown::render(std::slice::from_ref(&summary)));
     if !ctx.quiet {
         eprintln!(
@@ -930,7 +950,7 @@ fn one_line(s: &Summary) -> String {
 }
 
 /// Seeded VMs for the built-in target: the largest the chosen profile asks for.
-fn plan_seed(a: &RunArgs) -> u64 {
+pub fn plan_seed(a: &RunArgs) -> u64 {
     let p = a.profile.as_deref().unwrap_or("smoke");
     [TestName::Api, TestName::Db]
         .iter()

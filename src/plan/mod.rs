@@ -2,6 +2,8 @@
 //! (ramping/constant VUs) and when each iteration is meant to start (arrival rates). The runner
 //! turns these into tasks; keeping the math here makes it testable without a clock.
 
+pub mod segment;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

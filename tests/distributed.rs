@@ -1,0 +1,274 @@
+//! Distributed runs: the same scenario as one process and as three segments, merged exactly;
+//! merge refusals; `--local-workers` through the real binary.
+
+#[path = "support/http_server.rs"]
+#[allow(dead_code)]
+mod http_server;
+
+use novaload::cli::RunArgs;
+use novaload::merge::{self, MergeOptions};
+use novaload::report::{Summary, Verdict};
+use novaload::session::{self, Stops};
+use std::path::{Path, PathBuf};
+
+fn args(url: &str, out: &Path) -> RunArgs {
+    RunArgs {
+        url: Some(url.to_string()),
+        method: "GET".into(),
+        out: out.to_path_buf(),
+        quiet: true,
+        timeout: "10s".into(),
+        otlp_protocol: "grpc".into(),
+        service_name: "novaload".into(),
+        no_traces: true,
+        ..RunArgs::default()
+    }
+}
+
+fn count(s: &Summary, metric: &str) -> f64 {
+    s.value(metric, "count")
+        .unwrap_or_else(|| panic!("{metric} missing"))
+}
+
+/// Runs `make(i)` as segments 1/3..3/3 concurrently, one results folder each.
+async fn three_shards(
+    base: &Path,
+    run_id: &str,
+    make: impl Fn() -> RunArgs,
+) -> Vec<(PathBuf, Summary)> {
+    let runs = (1..=3).map(|i| {
+        let mut a = make();
+        a.segment = Some(format!("{i}/3"));
+        a.run_id = Some(run_id.into());
+        a.out = base.join(format!("shard{i}"));
+        async move { session::run(a, Stops::default()).await.unwrap() }
+    });
+    futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|o| (o.results_dir, o.summaries.into_iter().next().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_segments_merge_to_the_single_process_run_exactly() {
+    let srv = http_server::start(None).await;
+    let url = format!("http://{}/", srv.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let make = || {
+        let mut a = args(&url, dir.path());
+        a.vus = Some(6);
+        a.iterations = Some(3000);
+        a.duration = Some("60s".into());
+        // each shard makes ~1,000 requests: only the whole run passes
+        a.thresholds = vec!["http_reqs=count>2500".into()];
+        a
+    };
+    let mut single = make();
+    single.out = dir.path().join("single");
+    let one = session::run(single, Stops::default()).await.unwrap();
+    let one = &one.summaries[0];
+    assert_eq!(count(one, "http_reqs"), 3000.0);
+    let served_single = srv.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(served_single, 3000);
+
+    let shards = three_shards(dir.path(), "dist-run-1", make).await;
+    let mut per_shard: Vec<f64> = shards.iter().map(|(_, s)| count(s, "http_reqs")).collect();
+    per_shard.sort_by(f64::total_cmp);
+    assert_eq!(per_shard, vec![1000.0, 1000.0, 1000.0]);
+    // each iteration ran in exactly one shard: the server saw 3,000 more requests
+    assert_eq!(
+        srv.requests.load(std::sync::atomic::Ordering::Relaxed),
+        served_single + 3000
+    );
+    for (d, s) in &shards {
+        assert_eq!(s.run_id, "dist-run-1");
+        assert!(!s.segment.is_empty(), "{} has no segment", d.display());
+        assert_ne!(s.verdict, Verdict::Pass, "a shard alone misses count>2500");
+    }
+    // the expected histogram: every shard's trend merged in memory, before any merge code
+    let mut expected = shards[0].1.trend("http_req_duration").unwrap();
+    for (_, s) in &shards[1..] {
+        expected.merge(&s.trend("http_req_duration").unwrap());
+    }
+
+    let dirs: Vec<PathBuf> = shards.iter().map(|(d, _)| d.clone()).collect();
+    let out = dir.path().join("merged");
+    let m = merge::merge_dirs(&dirs, &out, MergeOptions::default()).unwrap();
+    let merged = &m.summaries[0];
+    assert_eq!(count(merged, "http_reqs"), count(one, "http_reqs"));
+    assert_eq!(count(merged, "iterations"), 3000.0);
+    assert_eq!(
+        merged.value("checks", "passes").unwrap_or(0.0),
+        shards
+            .iter()
+            .map(|(_, s)| s.value("checks", "passes").unwrap_or(0.0))
+            .sum::<f64>()
+    );
+    // percentiles equal those of one histogram of all samples: exact, not approximate
+    let got = merged.trend("http_req_duration").unwrap();
+    assert_eq!(got.count, 3000);
+    for q in [50.0, 90.0, 95.0, 99.0, 99.9, 100.0] {
+        assert_eq!(got.percentile(q), expected.percentile(q), "p({q})");
+    }
+    assert_eq!(
+        merged.value("http_req_duration", "p(95)"),
+        Some(expected.percentile(95.0))
+    );
+    assert_eq!(
+        merged.value("http_req_duration", "max"),
+        Some(expected.max_or_zero())
+    );
+    // thresholds re-evaluated on the merge: the whole run passes what no shard passes alone
+    assert!(
+        merged.thresholds.iter().all(|t| t.ok),
+        "{:?}",
+        merged.thresholds
+    );
+    assert_eq!(merged.verdict, Verdict::Pass);
+    assert_eq!(m.verdict, Verdict::Pass);
+    assert_eq!(merged.shards.len(), 3);
+    assert!(merged.segment.is_empty());
+    for f in ["SUMMARY.md", "url_summary.json", "url.json", "url.1of3.log"] {
+        assert!(out.join(f).exists(), "{f} missing in the merge");
+    }
+    let md = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
+    assert!(md.contains("Merged shards"), "{md}");
+    // per-second NDJSON: counters summed over shards
+    let ndjson = std::fs::read_to_string(out.join("url.json")).unwrap();
+    let reqs: f64 = ndjson
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "Second" && v["metric"] == "http_reqs")
+        .map(|v| v["data"]["values"]["count"].as_f64().unwrap())
+        .sum();
+    assert_eq!(reqs, 3000.0);
+
+    // order-independent: the same series whatever the argument order
+    let reversed: Vec<PathBuf> = dirs.iter().rev().cloned().collect();
+    let out2 = dir.path().join("merged-reversed");
+    let m2 = merge::merge_dirs(&reversed, &out2, MergeOptions::default()).unwrap();
+    assert_eq!(
+        serde_json::to_string(&m2.summaries[0].series).unwrap(),
+        serde_json::to_string(&merged.series).unwrap()
+    );
+    assert_eq!(
+        serde_json::to_string(&m2.summaries[0].metrics).unwrap(),
+        serde_json::to_string(&merged.metrics).unwrap()
+    );
+
+    // refusals: a missing shard, a repeated shard, shards of different runs
+    let e = merge::merge_dirs(&dirs[..2], &dir.path().join("x1"), MergeOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing shard"), "{e}");
+    assert!(e.contains("2/3:1"), "names the missing segment: {e}");
+    let partial = merge::merge_dirs(
+        &dirs[..2],
+        &dir.path().join("x2"),
+        MergeOptions {
+            allow_partial: true,
+        },
+    )
+    .unwrap();
+    assert!(partial.summaries[0].partial);
+    assert_eq!(count(&partial.summaries[0], "http_reqs"), 2000.0);
+
+    let twice = vec![dirs[0].clone(), dirs[0].clone(), dirs[1].clone()];
+    let e = merge::merge_dirs(&twice, &dir.path().join("x3"), MergeOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("appears twice"), "{e}");
+
+    let other = dir.path().join("other-run");
+    std::fs::create_dir_all(&other).unwrap();
+    let text = std::fs::read_to_string(dirs[2].join("url_summary.json")).unwrap();
+    std::fs::write(
+        other.join("url_summary.json"),
+        text.replace("dist-run-1", "another-run"),
+    )
+    .unwrap();
+    let mixed = vec![dirs[0].clone(), dirs[1].clone(), other.clone()];
+    let e = merge::merge_dirs(&mixed, &dir.path().join("x4"), MergeOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("run id differs"), "{e}");
+    assert!(e.contains("dist-run-1") && e.contains("another-run"), "{e}");
+    assert!(
+        e.contains(&other.display().to_string()),
+        "names the dir: {e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrival_rate_segments_merge_within_one_percent() {
+    let srv = http_server::start(None).await;
+    let url = format!("http://{}/", srv.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let make = || {
+        let mut a = args(&url, dir.path());
+        a.rate = Some(300.0);
+        a.duration = Some("2s".into());
+        a.vus = Some(20);
+        a
+    };
+    let mut single = make();
+    single.out = dir.path().join("single");
+    let one = session::run(single, Stops::default()).await.unwrap();
+    let one_reqs = count(&one.summaries[0], "http_reqs");
+    let shards = three_shards(dir.path(), "dist-rate", make).await;
+    for (_, s) in &shards {
+        let r = count(s, "http_reqs");
+        assert!((195.0..=205.0).contains(&r), "a shard ran {r}, not ~200");
+    }
+    let dirs: Vec<PathBuf> = shards.iter().map(|(d, _)| d.clone()).collect();
+    let m = merge::merge_dirs(&dirs, &dir.path().join("merged"), MergeOptions::default()).unwrap();
+    let merged = count(&m.summaries[0], "http_reqs");
+    assert!(
+        (merged - one_reqs).abs() <= one_reqs * 0.01,
+        "merged {merged} vs single {one_reqs}"
+    );
+}
+
+#[test]
+fn local_workers_give_one_results_folder_equal_to_a_single_run() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = rt.block_on(http_server::start(None));
+    let url = format!("http://{}/", srv.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_novaload");
+    let run = |extra: &[&str], out: &Path| {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["run", "--url", &url, "--vus", "6", "--iterations", "600"])
+            .args(["--duration", "60s", "--no-traces", "-q", "--out"])
+            .arg(out)
+            .args(extra)
+            .env_remove("NOVALOAD_RUN_ID")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let o = cmd.output().unwrap();
+        assert!(
+            o.status.success(),
+            "{:?}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let folders: Vec<PathBuf> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(folders.len(), 1, "one results folder: {folders:?}");
+        novaload::report::json::read_summary(&folders[0].join("url_summary.json")).unwrap()
+    };
+    let single = run(&[], &dir.path().join("single"));
+    let workers = run(&["--local-workers", "3"], &dir.path().join("workers"));
+    for m in ["http_reqs", "iterations"] {
+        assert_eq!(count(&workers, m), count(&single, m), "{m}");
+    }
+    assert_eq!(count(&workers, "http_reqs"), 600.0);
+    assert_eq!(workers.shards.len(), 3, "{:?}", workers.shards);
+    assert_eq!(
+        workers.trend("http_req_duration").unwrap().count,
+        single.trend("http_req_duration").unwrap().count
+    );
+    drop(rt);
+}
