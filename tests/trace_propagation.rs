@@ -67,6 +67,7 @@ fn one_iteration(test: &str, registry: Registry, tel: &Telemetry) -> TestRun {
         setup_timeout: Duration::from_secs(60),
         teardown_timeout: Duration::from_secs(60),
         per_second: vec![],
+        segment: None,
     }
 }
 

@@ -259,6 +259,7 @@ async fn run_ws_with(
         setup_timeout: Duration::from_secs(10),
         teardown_timeout: Duration::from_secs(10),
         per_second: Vec::new(),
+        segment: None,
     };
     let outcome = runner::run(Arc::new(workload), params).await;
     Run {
@@ -678,6 +679,7 @@ async fn memory_per_idle_connection() {
         setup_timeout: Duration::from_secs(10),
         teardown_timeout: Duration::from_secs(10),
         per_second: Vec::new(),
+        segment: None,
     };
     let before = rss_kib();
     let started = std::time::Instant::now();
