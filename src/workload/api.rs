@@ -98,7 +98,7 @@ impl Workload for ApiWorkload {
         let ok = all(&[
             vu.check("VM list status 200", r.status == 200),
             vu.check("VM list has data", field(&body, "data").is_some()),
-            vu.check("VM list response time < 500ms", r.timings.duration < 500.0),
+            vu.latency_check("VM list response time < 500ms", r.timings.duration < 500.0),
         ]);
         vu.rate(self.errors, !ok);
         if !ok {
@@ -124,7 +124,7 @@ impl Workload for ApiWorkload {
                 "VM detail status 200 or 404",
                 r.status == 200 || r.status == 404,
             ),
-            vu.check(
+            vu.latency_check(
                 "VM detail response time < 300ms",
                 r.timings.duration < 300.0,
             ),
@@ -155,7 +155,7 @@ impl Workload for ApiWorkload {
         let ok = all(&[
             vu.check("VM create status 201", r.status == 201),
             vu.check("VM create has id", field(&json, "id").is_some()),
-            vu.check("VM create time < 2s", wall_ms < 2000.0),
+            vu.latency_check("VM create time < 2s", wall_ms < 2000.0),
         ]);
         vu.rate(self.errors, !ok);
         if !ok {
@@ -182,7 +182,7 @@ impl Workload for ApiWorkload {
                 .await;
             let ok = all(&[
                 vu.check("VM update status 200", r.status == 200),
-                vu.check(
+                vu.latency_check(
                     "VM update response time < 400ms",
                     r.timings.duration < 400.0,
                 ),
@@ -221,7 +221,7 @@ impl Workload for ApiWorkload {
             .await;
         let ok = all(&[
             vu.check("VM search status 200", r.status == 200),
-            vu.check(
+            vu.latency_check(
                 "VM search response time < 600ms",
                 r.timings.duration < 600.0,
             ),

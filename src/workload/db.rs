@@ -160,7 +160,7 @@ impl Workload for DbWorkload {
                 "DB read has results",
                 field(&v, "data").is_some_and(|d| d.is_array()),
             ),
-            vu.check("DB read < 200ms", ms < 200.0),
+            vu.latency_check("DB read < 200ms", ms < 200.0),
         ]
         .iter()
         .all(|b| *b);
@@ -174,7 +174,7 @@ impl Workload for DbWorkload {
             .await;
         let ok = [
             vu.check("Complex query status 200", r.status == 200),
-            vu.check("Complex query < 300ms", ms < 300.0),
+            vu.latency_check("Complex query < 300ms", ms < 300.0),
         ]
         .iter()
         .all(|b| *b);
@@ -203,7 +203,7 @@ impl Workload for DbWorkload {
         let ok = [
             vu.check("DB write status 201", r.status == 201),
             vu.check("DB write has ID", field(&v, "id").is_some()),
-            vu.check("DB write < 500ms", ms < 500.0),
+            vu.latency_check("DB write < 500ms", ms < 500.0),
         ]
         .iter()
         .all(|b| *b);
@@ -219,7 +219,7 @@ impl Workload for DbWorkload {
                 .await;
             let ok = [
                 vu.check("DB update status 200", r.status == 200),
-                vu.check("DB update < 400ms", ms < 400.0),
+                vu.latency_check("DB update < 400ms", ms < 400.0),
             ]
             .iter()
             .all(|b| *b);
@@ -244,7 +244,7 @@ impl Workload for DbWorkload {
         let ok = [
             vu.check("Aggregation query status 200", r.status == 200),
             vu.check("Aggregation has totals", field(&v, "total_vms").is_some()),
-            vu.check("Aggregation < 500ms", ms < 500.0),
+            vu.latency_check("Aggregation < 500ms", ms < 500.0),
         ]
         .iter()
         .all(|b| *b);
@@ -266,7 +266,7 @@ impl Workload for DbWorkload {
             .await;
         let ok = [
             vu.check("Search query status 200", r.status == 200),
-            vu.check("Search query < 400ms", ms < 400.0),
+            vu.latency_check("Search query < 400ms", ms < 400.0),
         ]
         .iter()
         .all(|b| *b);
@@ -289,7 +289,7 @@ impl Workload for DbWorkload {
             .await;
         let ok = [
             vu.check("Transaction status 200", r.status == 200 || r.status == 201),
-            vu.check("Transaction < 1000ms", ms < 1000.0),
+            vu.latency_check("Transaction < 1000ms", ms < 1000.0),
         ]
         .iter()
         .all(|b| *b);

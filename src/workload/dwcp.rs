@@ -253,7 +253,7 @@ impl Workload for DwcpWorkload {
         let ok = [
             vu.check("Migration initiated (202)", r.status == 202),
             vu.check("Migration has job ID", field(&json, "job_id").is_some()),
-            vu.check("Protocol latency < 1s", r.timings.duration < 1000.0),
+            vu.latency_check("Protocol latency < 1s", r.timings.duration < 1000.0),
         ]
         .iter()
         .all(|b| *b);
@@ -308,7 +308,7 @@ impl Workload for DwcpWorkload {
                             vu.add(self.vm_migrations_total, 1.0);
                             let ok = [
                                 vu.check("Migration completed successfully", true),
-                                vu.check("Migration duration < 30s", ms < 30_000.0),
+                                vu.latency_check("Migration duration < 30s", ms < 30_000.0),
                                 vu.check(
                                     "No data loss",
                                     field(&v, "data_loss") == Some(&serde_json::Value::Bool(false)),

@@ -134,6 +134,15 @@ impl Vu {
         ok
     }
 
+    /// Records a latency check (e.g. `VM list response time < 500ms`) like any check, but
+    /// returns true so it does not turn its group into an error: slowness is judged by the
+    /// latency thresholds (WARNING), error Rates count functional failures (FAIL). Upstream
+    /// counted a slow response as an error, which made every latency miss a FAIL.
+    pub fn latency_check(&self, name: &'static str, ok: bool) -> bool {
+        self.check(name, ok);
+        true
+    }
+
     /// Records a Rate sample: `true` counts as a pass (non-zero), `false` as a fail.
     pub fn rate(&self, metric: MetricId, nonzero: bool) {
         self.rec

@@ -1,0 +1,175 @@
+//! The four NovaCron workloads against the reference target on port 0: they pass their checks
+//! on a healthy target, and the verdict follows the target's injected faults (errors → FAIL,
+//! latency → WARNING, dropped WebSockets → connection success below 95 % → FAIL).
+
+use novaload::cli::{RunArgs, TestName};
+use novaload::report::{Summary, Verdict};
+use novaload::session::{self, Stops};
+use novaload::target::{self, TargetArgs, TargetHandle};
+use std::time::Duration;
+
+async fn target(tweak: impl FnOnce(&mut TargetArgs)) -> TargetHandle {
+    let mut a = TargetArgs::embedded();
+    a.migration_time = Duration::from_millis(1500);
+    tweak(&mut a);
+    target::spawn(a, None).await.unwrap()
+}
+
+fn args(test: Option<TestName>, api_url: &str, out: &std::path::Path) -> RunArgs {
+    RunArgs {
+        test,
+        api_url: Some(api_url.to_string()),
+        profile: Some("smoke".into()),
+        method: "GET".into(),
+        out: out.to_path_buf(),
+        quiet: true,
+        timeout: "10s".into(),
+        otlp_protocol: "grpc".into(),
+        service_name: "novaload".into(),
+        ..RunArgs::default()
+    }
+}
+
+fn failed_checks(s: &Summary) -> Vec<String> {
+    s.checks
+        .iter()
+        .filter(|c| c.fails > 0)
+        .map(|c| format!("{} ({} fails)", c.name, c.fails))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_four_workloads_pass_against_the_reference_target() {
+    let t = target(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(Some(TestName::All), &t.base_url(), dir.path());
+    a.vus = Some(2);
+    a.iterations = Some(2);
+    a.parallel = true;
+    let o = session::run(a, Stops::default()).await.unwrap();
+    let tests: Vec<_> = o.summaries.iter().map(|s| s.test.as_str()).collect();
+    assert_eq!(tests, ["api", "dwcp", "ws", "db"]);
+    for s in &o.summaries {
+        assert!(
+            failed_checks(s).is_empty(),
+            "{}: failed checks {:?}",
+            s.test,
+            failed_checks(s)
+        );
+        assert!(
+            s.checks.iter().map(|c| c.passes).sum::<u64>() > 10,
+            "{}: too few checks",
+            s.test
+        );
+        let failed: Vec<_> = s
+            .thresholds
+            .iter()
+            .filter(|t| !t.ok)
+            .map(|t| format!("{} {} measured {:?}", t.metric, t.threshold, t.measured))
+            .collect();
+        // smoke targets for throughput/concurrency assume the smoke stages, not 2 iterations
+        assert!(s.verdict != Verdict::Fail, "{}: {failed:?}", s.test);
+    }
+    for f in [
+        "SUMMARY.md",
+        "api_summary.json",
+        "dwcp_summary.json",
+        "websocket_summary.json",
+        "database_summary.json",
+        "api.json",
+        "websocket.log",
+    ] {
+        assert!(o.results_dir.join(f).exists(), "{f} missing");
+    }
+    // error Rates count successes too (upstream defect B1): the api test's `errors` has samples
+    let api = &o.summaries[0];
+    assert_eq!(api.value("errors", "rate"), Some(0.0));
+    assert!(api.value("errors", "fails").unwrap() >= 10.0);
+    let ws = &o.summaries[2];
+    assert_eq!(ws.value("ws_connection_success", "rate"), Some(1.0));
+    assert!(ws.value("ws_messages_received", "count").unwrap() > 0.0);
+    let dwcp = &o.summaries[1];
+    assert_eq!(dwcp.value("vm_migrations_total", "count"), Some(2.0));
+    assert!(dwcp.value("dwcp_concurrent_migrations", "max").unwrap() >= 1.0);
+    t.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_server_errors_fail_the_run_with_the_right_counts() {
+    let t = target(|a| a.error_rate = 0.05).await;
+    let dir = tempfile::tempdir().unwrap();
+    // many requests through quick mode: 5 % errors shows up as ~5 %, not 100 % as upstream
+    let mut a = args(None, &t.base_url(), dir.path());
+    a.api_url = None;
+    a.url = Some(format!("{}/api/v1/vms/1", t.base_url()));
+    a.vus = Some(8);
+    a.iterations = Some(2000);
+    a.thresholds = vec!["http_req_failed=rate<0.01".into()];
+    let o = session::run(a, Stops::default()).await.unwrap();
+    assert_eq!(o.verdict, Verdict::Fail);
+    let s = &o.summaries[0];
+    let failed = s.value("http_req_failed", "passes").unwrap();
+    let rate = s.value("http_req_failed", "rate").unwrap();
+    assert!((0.02..0.09).contains(&rate), "error rate {rate}");
+    assert_eq!(s.errors_by_kind.get("status").copied(), Some(failed as u64));
+    let md = std::fs::read_to_string(o.results_dir.join("SUMMARY.md")).unwrap();
+    assert!(
+        md.contains(&format!("`status`: {} failed requests", failed as u64)),
+        "{md}"
+    );
+
+    // the api workload's own error Rate follows the failures as a percentage
+    let mut a = args(Some(TestName::Api), &t.base_url(), dir.path());
+    a.vus = Some(3);
+    a.iterations = Some(3);
+    let o = session::run(a, Stops::default()).await.unwrap();
+    let s = &o.summaries[0];
+    let errors = s.value("errors", "rate").unwrap();
+    assert!(errors < 1.0, "errors is a real rate, got {errors}");
+    t.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_latency_is_a_warning_not_a_failure() {
+    let t = target(|a| a.latency = Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(Some(TestName::Api), &t.base_url(), dir.path());
+    a.vus = Some(2);
+    a.iterations = Some(2);
+    a.thresholds = vec!["http_req_duration=p(95)<250".into()];
+    let o = session::run(a, Stops::default()).await.unwrap();
+    let s = &o.summaries[0];
+    assert_eq!(o.verdict, Verdict::Warning, "{:?}", s.thresholds);
+    // the slow-response checks fail and show in the checks table...
+    let detail = s
+        .checks
+        .iter()
+        .find(|c| c.name == "VM detail response time < 300ms")
+        .unwrap();
+    assert_eq!(detail.passes, 0);
+    // ...but they are not errors: the error Rate counts functional failures only
+    assert_eq!(s.value("errors", "rate"), Some(0.0));
+    t.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_websockets_count_against_connection_success() {
+    let t = target(|a| a.ws_drop_rate = 1.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(Some(TestName::Ws), &t.base_url(), dir.path());
+    a.vus = Some(4);
+    a.iterations = Some(12);
+    let o = session::run(a, Stops::default()).await.unwrap();
+    let s = &o.summaries[0];
+    let success = s.value("ws_connection_success", "rate").unwrap();
+    assert!(success < 0.95, "success {success}");
+    assert!(s.value("ws_connections_failed", "count").unwrap() > 0.0);
+    assert_eq!(o.verdict, Verdict::Fail);
+    let t_result = s
+        .thresholds
+        .iter()
+        .find(|t| t.metric == "ws_connection_success")
+        .unwrap();
+    assert!(!t_result.ok && t_result.critical);
+    t.shutdown().await.unwrap();
+}
