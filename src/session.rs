@@ -681,7 +681,11 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let tls = if needs_tls || a.cacert.is_some() || a.insecure_skip_tls_verify {
         Some(
             TlsSettings::new(a.cacert.as_deref(), a.insecure_skip_tls_verify).map_err(|e| {
-                ConfigError::new("--cacert", format!("{e:#}"), "give a readable PEM file")
+                ConfigError::new(
+                    "--cacert",
+                    format!("{e:#}"),
+                    "give a readable PEM file (docs/TROUBLESHOOTING.md#tls-errors)",
+                )
             })?,
         )
     } else {

@@ -293,7 +293,7 @@ fn errors(out: &mut String, s: &Summary) {
 fn notes(out: &mut String, s: &Summary) {
     let mut notes = s.notes.clone();
     if s.telemetry.spans_dropped > 0 {
-        notes.push(format!("{} spans were dropped because the trace export queue was full (collector slow or down)", s.telemetry.spans_dropped));
+        notes.push(format!("{} spans were dropped because the trace export queue was full (collector slow or down; see docs/TROUBLESHOOTING.md#collector-unreachable)", s.telemetry.spans_dropped));
     }
     for e in &s.telemetry.errors {
         notes.push(format!("telemetry: {e}"));
