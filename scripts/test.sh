@@ -10,6 +10,8 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v pg_ctlcluster >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
 command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)   # alerts/alertmanager.yml
 command -v npm >/dev/null || need_apt+=(nodejs npm)                    # dashboards vs @grafana/schema
+command -v chromium >/dev/null || need_apt+=(chromium)                  # tests/report_html.rs
+fc-list 2>/dev/null | grep -qi emoji || need_apt+=(fonts-noto-color-emoji) # ✅ ⚠️ ❌ in the screenshot
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -23,8 +23,10 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Start the NovaCron-compatible reference server.
     Target(Box<crate::target::TargetArgs>),
-    /// Re-render SUMMARY.md from the JSON summaries in a results folder.
+    /// Re-render SUMMARY.md and junit.xml (and report.html with --html) from a results folder.
     Report(ReportArgs),
+    /// Compare two results folders: per-metric deltas, regressions highlighted.
+    Compare(CompareArgs),
     /// Print the metric reference (Markdown) generated from the names module.
     MetricsReference,
     /// Merge the results folders of distributed shards (segments) into one, exactly.
@@ -42,6 +44,32 @@ pub struct MergeArgs {
     /// Merge even when some segments are missing (the result is marked partial and names them).
     #[arg(long)]
     pub allow_partial: bool,
+}
+
+/// Output format of `novaload compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum CompareFormat {
+    #[default]
+    Text,
+    Markdown,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// The baseline results folder (results/<timestamp>).
+    pub run_a: PathBuf,
+    /// The results folder compared against the baseline.
+    pub run_b: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: CompareFormat,
+    /// Changes within this many percent are not highlighted as regressions or improvements.
+    #[arg(long, default_value_t = 10.0)]
+    pub tolerance: f64,
+    /// Exit 99 when a regression is worse than PCT percent (latency up, error rate up,
+    /// throughput down).
+    #[arg(long, value_name = "PCT")]
+    pub fail_on_regression: Option<f64>,
 }
 
 /// Which test to run.
@@ -116,6 +144,12 @@ pub struct RunArgs {
     /// Base directory for results; each run writes OUT/<UTC timestamp>/.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// Do not write junit.xml (thresholds and checks as JUnit test cases for CI).
+    #[arg(long)]
+    pub no_junit: bool,
+    /// Do not write report.html (the self-contained HTML report with plots).
+    #[arg(long)]
+    pub no_html: bool,
     /// No live progress line (the summary is still printed and written).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -209,4 +243,7 @@ pub struct RunArgs {
 pub struct ReportArgs {
     /// A results folder (results/<timestamp>).
     pub dir: PathBuf,
+    /// Also regenerate report.html (from the JSON summaries and the `<test>.json` time series).
+    #[arg(long)]
+    pub html: bool,
 }

@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line and maps the outcome to an exit code; everything
 //! else is reachable from [`run`], which integration tests call in-process.
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod distributed;
 pub mod error;
@@ -65,9 +66,13 @@ pub async fn run(cli: cli::Cli) -> i32 {
             Ok(()) => exit::PASS,
             Err(e) => report_error(&e),
         },
-        cli::Command::Report(a) => match session::report(&a.dir) {
+        cli::Command::Report(a) => match session::report_with(&a.dir, a.html) {
             Ok(v) => {
-                eprintln!("novaload: rewrote {}", a.dir.join("SUMMARY.md").display());
+                eprintln!(
+                    "novaload: rewrote SUMMARY.md, junit.xml{} in {}",
+                    if a.html { ", report.html" } else { "" },
+                    a.dir.display()
+                );
                 verdict_code(v)
             }
             Err(e) => report_error(&e),
@@ -89,11 +94,48 @@ pub async fn run(cli: cli::Cli) -> i32 {
                 Err(e) => report_error(&e),
             }
         }
+        cli::Command::Compare(a) => match compare_command(&a) {
+            Ok((text, code)) => {
+                print!("{text}");
+                code
+            }
+            Err(e) => report_error(&e),
+        },
         cli::Command::MetricsReference => {
             print!("{}", telemetry::metrics_reference_markdown());
             exit::PASS
         }
     }
+}
+
+/// `novaload compare`: the rendered comparison and the exit code (0, or FAIL when
+/// `--fail-on-regression` is exceeded).
+pub fn compare_command(a: &cli::CompareArgs) -> anyhow::Result<(String, i32)> {
+    for (flag, v) in [
+        ("--tolerance", Some(a.tolerance)),
+        ("--fail-on-regression", a.fail_on_regression),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && v >= 0.0)
+        {
+            return Err(error::ConfigError::new(
+                flag,
+                format!("{v} is not a percentage"),
+                "give a non-negative number of percent, e.g. 20",
+            )
+            .into());
+        }
+    }
+    let c = compare::compare_dirs(&a.run_a, &a.run_b, a.tolerance)?;
+    let text = match a.format {
+        cli::CompareFormat::Text => compare::render_text(&c),
+        cli::CompareFormat::Markdown => compare::render_markdown(&c),
+    };
+    let code = match a.fail_on_regression {
+        Some(pct) if c.exceeds(pct) => exit::FAIL,
+        _ => exit::PASS,
+    };
+    Ok((text, code))
 }
 
 pub fn verdict_code(v: Verdict) -> i32 {

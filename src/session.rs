@@ -743,7 +743,11 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let tls = if needs_tls || a.cacert.is_some() || a.insecure_skip_tls_verify {
         Some(
             TlsSettings::new(a.cacert.as_deref(), a.insecure_skip_tls_verify).map_err(|e| {
-                ConfigError::new("--cacert", format!("{e:#}"), "give a readable PEM file")
+                ConfigError::new(
+                    "--cacert",
+                    format!("{e:#}"),
+                    "give a readable PEM file (docs/TROUBLESHOOTING.md#tls-errors)",
+                )
             })?,
         )
     } else {
@@ -807,6 +811,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         }
         std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
             .context("writing SUMMARY.md")?;
+        write_reports(&results_dir, &summaries, &stems, !a.no_html, !a.no_junit)?;
     } else {
         for p in &plans {
             if stops.interrupt.is_cancelled() {
@@ -820,6 +825,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
             stems.push(p.file_stem.clone());
             std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
                 .context("writing SUMMARY.md")?;
+            write_reports(&results_dir, &summaries, &stems, !a.no_html, !a.no_junit)?;
         }
     }
     let report = telemetry.shutdown().await;
@@ -830,6 +836,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         }
         std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
             .context("writing SUMMARY.md")?;
+        write_reports(&results_dir, &summaries, &stems, !a.no_html, !a.no_junit)?;
     }
     if let Some(t) = embedded
         && let Err(e) = t.shutdown().await
@@ -1007,8 +1014,42 @@ fn write_summary(dir: &Path, stem: &str, s: &Summary) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `novaload report DIR`: re-renders SUMMARY.md from the JSON summaries.
-pub fn report(dir: &Path) -> anyhow::Result<Verdict> {
+/// Writes `report.html` (summaries plus each test's `<stem>.json` time series) and `junit.xml`
+/// next to SUMMARY.md.
+pub fn write_reports(
+    dir: &Path,
+    summaries: &[Summary],
+    stems: &[String],
+    html: bool,
+    junit: bool,
+) -> anyhow::Result<()> {
+    use crate::report::{html as html_report, junit as junit_report, timeseries};
+    if junit {
+        std::fs::write(dir.join("junit.xml"), junit_report::render(summaries))
+            .context("writing junit.xml")?;
+    }
+    if html {
+        let series: Vec<_> = summaries
+            .iter()
+            .zip(stems)
+            .map(|(s, stem)| {
+                let path = dir.join(format!("{stem}.json"));
+                let lines = timeseries::read_metrics(&path, &html_report::plotted_metric)
+                    .unwrap_or_default();
+                (s.test.clone(), lines)
+            })
+            .collect();
+        std::fs::write(
+            dir.join("report.html"),
+            html_report::render(summaries, &series),
+        )
+        .context("writing report.html")?;
+    }
+    Ok(())
+}
+
+/// Reads every `*_summary.json` of a results folder (in test order) with their file stems.
+pub fn read_results(dir: &Path) -> anyhow::Result<(Vec<Summary>, Vec<String>)> {
     let mut summaries = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -1026,10 +1067,26 @@ pub fn report(dir: &Path) -> anyhow::Result<Verdict> {
         dir.display()
     );
     entries.sort_by_key(|p| order_of(p));
+    let mut stems = Vec::new();
     for p in entries {
         summaries.push(json::read_summary(&p)?);
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        stems.push(name.trim_end_matches("_summary.json").to_string());
     }
+    Ok((summaries, stems))
+}
+
+/// `novaload report DIR`: re-renders SUMMARY.md and junit.xml from the JSON summaries.
+pub fn report(dir: &Path) -> anyhow::Result<Verdict> {
+    report_with(dir, false)
+}
+
+/// `novaload report DIR [--html]`: [`report`], plus report.html (with the time series) when
+/// `html` is set.
+pub fn report_with(dir: &Path, html: bool) -> anyhow::Result<Verdict> {
+    let (summaries, stems) = read_results(dir)?;
     std::fs::write(dir.join("SUMMARY.md"), markdown::render(&summaries))?;
+    write_reports(dir, &summaries, &stems, html, true)?;
     Ok(markdown::overall(&summaries))
 }
 

@@ -89,7 +89,7 @@ fn test_section(out: &mut String, n: usize, s: &Summary) {
     notes(out, s);
 }
 
-fn title(test: &str) -> String {
+pub(crate) fn title(test: &str) -> String {
     match test {
         "api" => "API load test".into(),
         "dwcp" => "DWCP v3 migration test".into(),
@@ -137,7 +137,7 @@ fn targets(out: &mut String, s: &Summary) {
     let _ = writeln!(out);
 }
 
-fn unit_of(s: &Summary, metric_key: &str) -> Contains {
+pub(crate) fn unit_of(s: &Summary, metric_key: &str) -> Contains {
     let name = metric_key.split('{').next().unwrap_or(metric_key);
     s.metrics
         .get(name)
@@ -145,7 +145,7 @@ fn unit_of(s: &Summary, metric_key: &str) -> Contains {
         .unwrap_or(Contains::Default)
 }
 
-fn format_value(v: f64, aggregation: &str, contains: Contains) -> String {
+pub(crate) fn format_value(v: f64, aggregation: &str, contains: Contains) -> String {
     match (aggregation, contains) {
         ("rate", _) => format!("{:.2}%", v * 100.0),
         ("count", _) => format!("{v:.0}"),
@@ -293,7 +293,7 @@ fn errors(out: &mut String, s: &Summary) {
 fn notes(out: &mut String, s: &Summary) {
     let mut notes = s.notes.clone();
     if s.telemetry.spans_dropped > 0 {
-        notes.push(format!("{} spans were dropped because the trace export queue was full (collector slow or down)", s.telemetry.spans_dropped));
+        notes.push(format!("{} spans were dropped because the trace export queue was full (collector slow or down; see docs/TROUBLESHOOTING.md#collector-unreachable)", s.telemetry.spans_dropped));
     }
     for e in &s.telemetry.errors {
         notes.push(format!("telemetry: {e}"));
