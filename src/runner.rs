@@ -401,6 +401,15 @@ async fn run_scenario<W: Workload>(
     sc: Scenario,
     start: tokio::time::Instant,
 ) {
+    // counters exist from the start (at 0), so "rate of drops" is 0 rather than absent
+    shared.tel.record_dropped_iterations(
+        &RunLabels {
+            run_id: shared.run_id.clone(),
+            test: shared.test.clone(),
+            scenario: Arc::from(sc.name.as_str()),
+        },
+        0,
+    );
     let name: Arc<str> = Arc::from(sc.name.as_str());
     let end = start + sc.executor.duration();
     let stop_deadline = end + sc.graceful_stop;

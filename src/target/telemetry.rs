@@ -119,9 +119,14 @@ pub struct Metrics {
     vms: Family<StateLabel, Gauge>,
 }
 
-/// prometheus-client appends `_total` to counters itself.
+/// prometheus-client appends `_total` to counters itself (only counters: NovaCron's
+/// `novacron_vms_total` is a gauge and keeps its name).
 fn base(m: &MetricName) -> &'static str {
-    m.prometheus.strip_suffix("_total").unwrap_or(m.prometheus)
+    if m.kind == names::Kind::Counter {
+        m.prometheus.strip_suffix("_total").unwrap_or(m.prometheus)
+    } else {
+        m.prometheus
+    }
 }
 
 impl Metrics {
