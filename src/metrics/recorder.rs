@@ -13,9 +13,63 @@ thread_local! {
     static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
 }
 
+/// FxHash (rustc's): the tag sets hashed on every sample are short, trusted, in-process
+/// keys, so SipHash's DoS resistance only costs time here.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(buf));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
 struct Shard {
-    /// Run-long aggregates: per metric, per tag set.
-    series: Vec<HashMap<Tags, Agg>>,
+    /// Run-long aggregates: per tag set, one slot per metric (so a request's dozen samples
+    /// cost one lock and one hash).
+    series: HashMap<Tags, Vec<Option<Agg>>, FxBuild>,
     /// Aggregates of the current second, per metric (tags ignored), swapped out by the sweep.
     second: Vec<Option<Agg>>,
 }
@@ -23,7 +77,7 @@ struct Shard {
 impl Shard {
     fn new(n: usize) -> Self {
         Self {
-            series: (0..n).map(|_| HashMap::new()).collect(),
+            series: HashMap::default(),
             second: (0..n).map(|_| None).collect(),
         }
     }
@@ -81,21 +135,40 @@ impl Recorder {
     /// Records one value on a series.
     #[inline]
     pub fn record(&self, metric: MetricId, value: f64, tags: &Tags) {
-        let at = self.start.elapsed().as_nanos() as u64;
-        let kind = self.kinds[metric.0 as usize];
-        let mut shard = self.shard();
-        let idx = metric.0 as usize;
-        match shard.series[idx].get_mut(tags) {
-            Some(agg) => agg.record(value, at),
-            None => {
-                let mut agg = Agg::new(kind);
-                agg.record(value, at);
-                shard.series[idx].insert(tags.clone(), agg);
-            }
+        self.record_many(tags, &[(metric, value)]);
+    }
+
+    /// Records several values with the same tags under one lock and one hash.
+    pub fn record_many(&self, tags: &Tags, values: &[(MetricId, f64)]) {
+        // only gauges need the time (newest value wins when shards merge)
+        let needs_time = values
+            .iter()
+            .any(|(m, _)| self.kinds[m.0 as usize] == MetricKind::Gauge);
+        let at = if needs_time {
+            self.start.elapsed().as_nanos() as u64
+        } else {
+            0
+        };
+        let n = self.kinds.len();
+        let mut guard = self.shard();
+        let shard = &mut *guard;
+        let slots = match shard.series.get_mut(tags) {
+            Some(s) => s,
+            None => shard
+                .series
+                .entry(tags.clone())
+                .or_insert_with(|| (0..n).map(|_| None).collect()),
+        };
+        for &(metric, value) in values {
+            let idx = metric.0 as usize;
+            let kind = self.kinds[idx];
+            slots[idx]
+                .get_or_insert_with(|| Agg::new(kind))
+                .record(value, at);
+            shard.second[idx]
+                .get_or_insert_with(|| Agg::with_sigfig(kind, 2))
+                .record(value, at);
         }
-        shard.second[idx]
-            .get_or_insert_with(|| Agg::with_sigfig(kind, 2))
-            .record(value, at);
     }
 
     pub fn record_sample(&self, s: &Sample) {
@@ -134,8 +207,9 @@ impl Recorder {
         let mut series: BTreeMap<(MetricId, Tags), Agg> = BTreeMap::new();
         for shard in &self.shards {
             let s = shard.lock().unwrap_or_else(|e| e.into_inner());
-            for (i, map) in s.series.iter().enumerate() {
-                for (tags, agg) in map {
+            for (tags, slots) in &s.series {
+                for (i, agg) in slots.iter().enumerate() {
+                    let Some(agg) = agg else { continue };
                     let key = (MetricId(i as u16), tags.clone());
                     match series.get_mut(&key) {
                         Some(m) => m.merge(agg),

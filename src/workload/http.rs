@@ -282,6 +282,8 @@ struct Origin {
 
 struct Conn {
     origin: Origin,
+    /// The Host header for this origin, built once per connection.
+    host: HeaderValue,
     sender: SendRequest<Full<Bytes>>,
     counters: Arc<IoCounters>,
 }
@@ -367,7 +369,14 @@ impl HttpClient {
             // The connection task ends when the sender is dropped or the peer closes.
             let _ = conn.await;
         });
+        let host = if (origin.tls && origin.port == 443) || (!origin.tls && origin.port == 80) {
+            origin.host.clone()
+        } else {
+            format!("{}:{}", origin.host, origin.port)
+        };
         self.conn = Some(Conn {
+            host: HeaderValue::from_str(&host)
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             origin: origin.clone(),
             sender,
             counters,
@@ -397,19 +406,11 @@ impl HttpClient {
             }
         }
         let conn = self.conn.as_mut().expect("connected above");
-        let path = match url.query() {
-            Some(q) => format!("{}?{}", url.path(), q),
-            None => url.path().to_string(),
-        };
+        // path and query straight from the URL's buffer: no allocation per request
+        let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let mut builder = Request::builder().method(method).uri(path);
-        let host = match url.port() {
-            Some(p) => format!("{}:{p}", origin.host),
-            None => origin.host.clone(),
-        };
         if let Some(h) = builder.headers_mut() {
-            if let Ok(v) = HeaderValue::from_str(&host) {
-                h.insert(http::header::HOST, v);
-            }
+            h.insert(http::header::HOST, conn.host.clone());
             h.insert(http::header::USER_AGENT, self.user_agent.clone());
             for (k, v) in headers {
                 h.insert(k.clone(), v.clone());

@@ -78,6 +78,8 @@ pub struct Vu {
     pub(crate) iteration_span: Option<Span>,
     /// Open-model iterations: the intended start, taken by the first request's corrected timing.
     pub(crate) intended_start: Option<Instant>,
+    /// Operation names and methods seen by this VU, so tags share one allocation per name.
+    interned: Vec<Arc<str>>,
 }
 
 impl Vu {
@@ -103,7 +105,20 @@ impl Vu {
             stop,
             iteration_span: None,
             intended_start: None,
+            interned: Vec::new(),
         }
+    }
+
+    /// The shared copy of a tag string (a VU sees a handful of distinct names).
+    fn interned(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.interned.iter().find(|a| &***a == s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        if self.interned.len() < 64 {
+            self.interned.push(a.clone());
+        }
+        a
     }
 
     /// A child span of the current iteration span.
@@ -220,7 +235,8 @@ impl Vu {
                 headers.push((HeaderName::from_static("tracestate"), ts));
             }
         }
-        let method_str = req.method.as_str().to_string();
+        let method = self.interned(req.method.as_str());
+        let name = self.interned(req.name);
         let resp = self
             .http
             .send(req.method, &req.url, &headers, req.body)
@@ -232,8 +248,8 @@ impl Vu {
             None => None,
         };
         let tags = Tags {
-            name: Some(Arc::from(req.name)),
-            method: Some(Arc::from(method_str.as_str())),
+            name: Some(name),
+            method: Some(method.clone()),
             status: Some(resp.status),
             expected_response: Some(expected),
             error_kind,
@@ -241,24 +257,26 @@ impl Vu {
         };
         let t = &resp.timings;
         let r = &self.rec;
-        r.record(builtin::HTTP_REQS, 1.0, &tags);
-        r.record(builtin::HTTP_REQ_DURATION, t.duration, &tags);
-        r.record(builtin::HTTP_REQ_BLOCKED, t.blocked, &tags);
-        r.record(builtin::HTTP_REQ_CONNECTING, t.connecting, &tags);
-        r.record(builtin::HTTP_REQ_TLS_HANDSHAKING, t.tls_handshaking, &tags);
-        r.record(builtin::HTTP_REQ_SENDING, t.sending, &tags);
-        r.record(builtin::HTTP_REQ_WAITING, t.waiting, &tags);
-        r.record(builtin::HTTP_REQ_RECEIVING, t.receiving, &tags);
-        r.record(
-            builtin::HTTP_REQ_FAILED,
-            if expected { 0.0 } else { 1.0 },
+        r.record_many(
             &tags,
+            &[
+                (builtin::HTTP_REQS, 1.0),
+                (builtin::HTTP_REQ_DURATION, t.duration),
+                (builtin::HTTP_REQ_BLOCKED, t.blocked),
+                (builtin::HTTP_REQ_CONNECTING, t.connecting),
+                (builtin::HTTP_REQ_TLS_HANDSHAKING, t.tls_handshaking),
+                (builtin::HTTP_REQ_SENDING, t.sending),
+                (builtin::HTTP_REQ_WAITING, t.waiting),
+                (builtin::HTTP_REQ_RECEIVING, t.receiving),
+                (builtin::HTTP_REQ_FAILED, if expected { 0.0 } else { 1.0 }),
+            ],
         );
-        r.record(builtin::DATA_SENT, resp.bytes_sent as f64, &self.tags);
-        r.record(
-            builtin::DATA_RECEIVED,
-            resp.bytes_received as f64,
+        r.record_many(
             &self.tags,
+            &[
+                (builtin::DATA_SENT, resp.bytes_sent as f64),
+                (builtin::DATA_RECEIVED, resp.bytes_received as f64),
+            ],
         );
         if let Some(intended) = self.intended_start.take() {
             let corrected = resp.finished_at.saturating_duration_since(intended);
@@ -275,7 +293,7 @@ impl Vu {
         let trace = span.sampled_trace_id();
         self.tel.record_http(
             &self.labels,
-            &method_str,
+            &method,
             req.template,
             resp.status,
             error_kind,
