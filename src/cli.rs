@@ -72,6 +72,25 @@ pub struct CompareArgs {
     pub fail_on_regression: Option<f64>,
 }
 
+/// How the db test reaches the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DbMode {
+    /// spec §1.4 through the REST API
+    Api,
+    /// the same mix as SQL through a sqlx PostgreSQL pool (--database-url)
+    Direct,
+}
+
+/// `--db-mix`: which statements a direct-mode iteration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum DbMixArg {
+    /// spec §1.4's mix with its think times
+    #[default]
+    Upstream,
+    /// one primary-key SELECT per iteration, no think time
+    SelectOnly,
+}
+
 /// Which test to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TestName {
@@ -169,6 +188,17 @@ pub struct RunArgs {
     /// PostgreSQL URL for `run db --db-mode direct`. A secret (may hold a password).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// db test: through the REST API (`api`) or as SQL on the database (`direct`). Default:
+    /// direct when --database-url/DATABASE_URL is set, else api.
+    #[arg(long, value_enum)]
+    pub db_mode: Option<DbMode>,
+    /// db --db-mode direct: PostgreSQL pool size, max connections [default: 20].
+    #[arg(long)]
+    pub pool_size: Option<u32>,
+    /// db --db-mode direct: the upstream operation mix, or one primary-key SELECT per iteration
+    /// without think time (to compare with `pgbench -S`).
+    #[arg(long, value_enum, default_value_t = DbMixArg::Upstream)]
+    pub db_mix: DbMixArg,
 
     /// ws test: loopback source addresses to bind, comma-separated (default: planned from the
     /// peak, ~28,000 connections per address).

@@ -16,6 +16,7 @@ use crate::telemetry::{RunLabels, Telemetry, TelemetryConfig};
 use crate::thresholds::{self, Threshold, ThresholdSpec};
 use crate::workload::api::ApiWorkload;
 use crate::workload::db::DbWorkload;
+use crate::workload::db_direct::{DbDirectWorkload, DbMix};
 use crate::workload::dwcp::DwcpWorkload;
 use crate::workload::endpoints::Endpoints;
 use crate::workload::url::UrlWorkload;
@@ -58,6 +59,7 @@ pub enum WorkloadKind {
     Api(Arc<ApiWorkload>),
     Dwcp(Arc<DwcpWorkload>),
     Db(Arc<DbWorkload>),
+    DbDirect(Arc<DbDirectWorkload>),
     Ws(Arc<WsWorkload>),
 }
 
@@ -536,10 +538,11 @@ pub fn endpoints_from_args(a: &RunArgs) -> Result<Option<Endpoints>, ConfigError
 
 fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan, ConfigError> {
     let profile_name = a.profile.as_deref().unwrap_or("smoke");
-    let prof = crate::profile::plan(test, profile_name)?;
+    let mut prof = crate::profile::plan(test, profile_name)?;
     let mut registry = Registry::new();
     let mut per_second = Vec::new();
     let mut ws_notes: Vec<String> = Vec::new();
+    let mut target = ep.api_url.clone();
     let (stem, workload) = match test {
         TestName::Api => (
             "api",
@@ -553,7 +556,36 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
             ("dwcp", WorkloadKind::Dwcp(Arc::new(w)))
         }
         TestName::Db => {
-            let w = DbWorkload::new(ep.clone(), &mut registry);
+            let kind = if db_direct(a) {
+                let url = a
+                    .database_url
+                    .as_deref()
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "--db-mode direct",
+                            "no database URL",
+                            "give --database-url postgres://USER:PASSWORD@HOST:5432/DB or set DATABASE_URL",
+                        )
+                    })?;
+                let mut w = DbDirectWorkload::new(url, a.pool_size.unwrap_or(20), &mut registry)
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "--database-url",
+                            format!("{e:#}"),
+                            "give a postgres:// URL",
+                        )
+                    })?;
+                if a.db_mix == crate::cli::DbMixArg::SelectOnly {
+                    w.mix = DbMix::SelectOnly;
+                }
+                target = w.target.clone();
+                // no HTTP requests in direct mode: upstream's http_req_duration bound has no data
+                prof.thresholds.remove("http_req_duration");
+                WorkloadKind::DbDirect(Arc::new(w))
+            } else {
+                WorkloadKind::Db(Arc::new(DbWorkload::new(ep.clone(), &mut registry)))
+            };
             let total = registry
                 .lookup("db_queries_total")
                 .expect("declared by the workload");
@@ -563,7 +595,7 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
                 crate::metrics::Contains::Default,
             );
             per_second.push((total, gauge));
-            ("database", WorkloadKind::Db(Arc::new(w)))
+            ("database", kind)
         }
         TestName::Ws => {
             let mut cfg = WsConfig {
@@ -656,7 +688,7 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
     Ok(TestPlan {
         test: test_label(test).into(),
         file_stem: stem.into(),
-        target: ep.api_url.clone(),
+        target,
         scenarios,
         registry: Arc::new(registry),
         thresholds,
@@ -689,6 +721,15 @@ fn is_loopback_host(h: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether the db test runs as SQL: `--db-mode direct`, or a database URL without --db-mode.
+pub fn db_direct(a: &RunArgs) -> bool {
+    match a.db_mode {
+        Some(crate::cli::DbMode::Direct) => true,
+        Some(crate::cli::DbMode::Api) => false,
+        None => a.database_url.as_deref().is_some_and(|u| !u.is_empty()),
+    }
+}
+
 fn test_label(t: TestName) -> &'static str {
     match t {
         TestName::Api => "api",
@@ -712,7 +753,9 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let given = endpoints_from_args(&a)?;
     // validate everything before starting anything
     plan(&a, given.as_ref())?;
-    let needs_target = a.url.is_none() && given.is_none();
+    // `run db` in direct mode talks to the database only
+    let needs_target =
+        a.url.is_none() && given.is_none() && !(a.test == Some(TestName::Db) && db_direct(&a));
     let mut embedded: Option<crate::target::TargetHandle> = None;
     let endpoints = if needs_target {
         let mut targs = crate::target::TargetArgs::embedded();
@@ -927,6 +970,7 @@ async fn run_plan(p: &TestPlan, ctx: &PlanContext) -> (Summary, bool) {
         WorkloadKind::Api(w) => runner::run(w.clone(), params).await,
         WorkloadKind::Dwcp(w) => runner::run(w.clone(), params).await,
         WorkloadKind::Db(w) => runner::run(w.clone(), params).await,
+        WorkloadKind::DbDirect(w) => runner::run(w.clone(), params).await,
         WorkloadKind::Ws(w) => runner::run(w.clone(), params).await,
     };
     ctx.telemetry.test_finished(&labels);

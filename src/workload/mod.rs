@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod db;
+pub mod db_direct;
 pub mod dwcp;
 pub mod endpoints;
 pub mod fdlimit;

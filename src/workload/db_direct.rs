@@ -1,0 +1,730 @@
+//! The database workload, `--db-mode direct`: spec §1.4's operation mix as SQL on the reference
+//! target's PostgreSQL schema (`src/target/migrations`, after NovaCron's §4.7 `vms` table) through
+//! a sqlx pool of `--pool-size` connections, so query performance and connection pooling are
+//! measured apart: every statement first times `pool.acquire()` (`db_pool_acquire_time`), then
+//! times the statement on the acquired connection (`db_read_latency` / `db_query_latency` /
+//! `db_write_latency`).
+//!
+//! One iteration, with upstream's think times (5.5 s):
+//!
+//! | step | SQL | latency | checks |
+//! |---|---|---|---|
+//! | 1 read | `SELECT … FROM vms ORDER BY created_at DESC, id DESC LIMIT 50` | read | `DB read ok`, `DB read has results`, `DB read < 200ms` |
+//! | 2 complex | `SELECT … WHERE zone = $1 AND state = $2 ORDER BY created_at DESC LIMIT 100` | query | `Complex query ok`, `Complex query < 300ms` |
+//! | 3 write | `INSERT … RETURNING id` (tags a JSON array) | write | `DB write ok`, `DB write has ID`, `DB write < 500ms` |
+//! | 4 update | `UPDATE vms SET … WHERE id = $5` (only when 3 returned an id) | write | `DB update ok`, `DB update < 400ms` |
+//! | 5 aggregate | `SELECT state, COUNT(*) … GROUP BY ROLLUP (state)` (total + per state) | query | `Aggregation query ok`, `Aggregation has totals`, `Aggregation < 500ms` |
+//! | 6 search | `SELECT … WHERE name LIKE $1 … LIMIT 50` | query | `Search query ok`, `Search query < 400ms` |
+//! | 7 batch | 3 × `INSERT` in one transaction | write (×3) | `Transaction ok`, `Transaction < 1000ms` |
+//! | 8 rapid reads | 5 × `SELECT … OFFSET $1 LIMIT 10` | read | `Rapid query OK` |
+//!
+//! Check names are upstream's with "status 200/201" replaced by "ok" (there is no HTTP status).
+//! Counters follow upstream: 13 queries per iteration, 14 when the update runs; 9 reads; 4 or 5
+//! writes. `db_errors` records false on success and true on failure (defect B1 fixed), once per
+//! check group; a database error fails the group's checks, never the run.
+//!
+//! Setup: when the `vms` table is missing, the target's migrations (`src/target/migrations`, the
+//! same `_sqlx_migrations` bookkeeping as `novaload target --database-url`) are applied; an
+//! existing `vms` table is never touched. Then 100 VMs `seed-vm-0..99` (upstream's seed bodies)
+//! are inserted unless present. No connection or no schema fails the setup (a run error, with
+//! the password cut out); a failed seed is a warning, as in api mode.
+//!
+//! Tracing: every statement is a client span (`db.system.name=postgresql`, `db.operation.name`,
+//! `db.collection.name=vms`, `db.query.text` = the parameterized SQL, never values). When the span
+//! exists, its W3C `traceparent` is appended as a sqlcommenter comment
+//! (`… /*traceparent='00-…-…-01'*/`) so server-side logs and `pg_stat_activity` tie back to the
+//! trace. That makes every statement text unique, which defeats sqlx's per-connection
+//! prepared-statement cache, so traced statements run unprepared (`persistent(false)`: one
+//! unnamed parse per execution); untraced statements keep the cache.
+//!
+//! The database URL is a secret (it may hold a password): it is never logged, exported or shown;
+//! every error text that leaves this module goes through [`redact_url`].
+
+use super::{Vu, Workload};
+use crate::error::ErrorKind;
+use crate::metrics::{Contains, MetricId, MetricKind, Registry};
+use crate::telemetry::{AttrValue, Span, SpanKind};
+use anyhow::Context;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Row};
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/target/migrations");
+
+/// The parameterized statements (also the `db.query.text` of their spans).
+pub mod sql {
+    pub const READ: &str = "SELECT id, name, state, zone, cpu_cores, memory_mb, disk_gb, image, tags, created_at, updated_at FROM vms ORDER BY created_at DESC, id DESC LIMIT 50";
+    pub const COMPLEX: &str = "SELECT id, name, state, zone, cpu_cores, memory_mb, disk_gb, image, tags, created_at, updated_at FROM vms WHERE zone = $1 AND state = $2 ORDER BY created_at DESC LIMIT 100";
+    pub const INSERT: &str = "INSERT INTO vms (id, name, state, zone, cpu_cores, memory_mb, disk_gb, image, tags, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id";
+    pub const UPDATE: &str =
+        "UPDATE vms SET cpu_cores = $1, memory_mb = $2, tags = $3, updated_at = $4 WHERE id = $5";
+    pub const AGGREGATE: &str =
+        "SELECT state, COUNT(*) AS n FROM vms GROUP BY ROLLUP (state) ORDER BY state NULLS FIRST";
+    pub const SEARCH: &str = "SELECT id, name, state, zone, cpu_cores, memory_mb, disk_gb, image, tags, created_at, updated_at FROM vms WHERE name LIKE $1 ORDER BY created_at DESC LIMIT 50";
+    pub const PAGE: &str = "SELECT id, name, state, zone, cpu_cores, memory_mb, disk_gb, image, tags, created_at, updated_at FROM vms ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 10";
+    /// `--db-mix select-only`: one primary-key lookup, as `pgbench -S`.
+    pub const POINT: &str = "SELECT id, name, state FROM vms WHERE id = $1";
+    pub const SEED: &str = "INSERT INTO vms (id, name, state, zone, cpu_cores, memory_mb, disk_gb, image, tags, created_at, updated_at) \
+        SELECT 'seed-vm-' || i, 'seed-vm-' || i, 'running', 'us-west-1', 2, 4096, 50, 'ubuntu-22.04', '[]', $2 - i, $2 - i \
+        FROM generate_series(0, $1 - 1) AS i ON CONFLICT (id) DO NOTHING";
+}
+
+/// Which statements an iteration runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DbMix {
+    /// Spec §1.4's mix with its think times.
+    #[default]
+    Upstream,
+    /// One primary-key `SELECT` per iteration, no think time (compare with `pgbench -S`).
+    SelectOnly,
+}
+
+pub struct DbDirectWorkload {
+    options: PgConnectOptions,
+    pool_size: u32,
+    pool: OnceLock<PgPool>,
+    /// The URL's password (redacted from every error text), if any.
+    password: Option<String>,
+    /// Database host:port/name without credentials (the results' target).
+    pub target: String,
+    /// VMs created by setup (upstream: 100).
+    pub seed_vms: u32,
+    /// Multiplies every think time (1.0 = upstream's; tests shorten them).
+    pub think_scale: f64,
+    pub mix: DbMix,
+    db_errors: MetricId,
+    query_latency: MetricId,
+    write_latency: MetricId,
+    read_latency: MetricId,
+    acquire_time: MetricId,
+    queries: MetricId,
+    writes: MetricId,
+    reads: MetricId,
+}
+
+/// Replaces the password of every `scheme://user:password@host` in `s` with `***`.
+pub fn redact_url(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // the authority ends at the first '/', '?', '#', whitespace or quote
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `postgresql://host:port/dbname` of a database URL, without credentials or query.
+pub fn display_target(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(o) => format!(
+            "postgresql://{}:{}/{}",
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("")
+        ),
+        Err(_) => "postgresql://(invalid URL)".into(),
+    }
+}
+
+/// What kind of database work an operation stands for.
+#[derive(Clone, Copy)]
+enum Op {
+    Read,
+    Query,
+    Write,
+}
+
+/// One statement in flight: its text (with the traceparent comment when traced) and span.
+struct Stmt {
+    text: Cow<'static, str>,
+    persistent: bool,
+    operation: &'static str,
+    span: Span,
+    started: Instant,
+}
+
+impl Stmt {
+    fn sql(&self) -> AssertSqlSafe<Cow<'static, str>> {
+        AssertSqlSafe(self.text.clone())
+    }
+}
+
+type Conn = PoolConnection<Postgres>;
+
+/// The latency of a statement that never ran (no connection): not recorded.
+const NOT_RUN: f64 = f64::NAN;
+
+impl DbDirectWorkload {
+    /// Validates the URL; the pool connects lazily (in setup or the first iteration).
+    pub fn new(pool_url: &str, pool_size: u32, registry: &mut Registry) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(pool_url).map_err(|e| {
+            anyhow::anyhow!(
+                "--database-url is not a valid postgres:// URL: {}",
+                redact_url(&e.to_string())
+            )
+        })?;
+        let password = url::Url::parse(pool_url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_string))
+            .filter(|p| !p.is_empty());
+        Ok(Self {
+            options,
+            pool_size: pool_size.max(1),
+            pool: OnceLock::new(),
+            password,
+            target: display_target(pool_url),
+            seed_vms: 100,
+            think_scale: 1.0,
+            mix: DbMix::Upstream,
+            db_errors: registry.declare("db_errors", MetricKind::Rate, Contains::Default),
+            query_latency: registry.declare("db_query_latency", MetricKind::Trend, Contains::Time),
+            write_latency: registry.declare("db_write_latency", MetricKind::Trend, Contains::Time),
+            read_latency: registry.declare("db_read_latency", MetricKind::Trend, Contains::Time),
+            acquire_time: registry.declare(
+                "db_pool_acquire_time",
+                MetricKind::Trend,
+                Contains::Time,
+            ),
+            queries: registry.declare("db_queries_total", MetricKind::Counter, Contains::Default),
+            writes: registry.declare("db_writes_total", MetricKind::Counter, Contains::Default),
+            reads: registry.declare("db_reads_total", MetricKind::Counter, Contains::Default),
+        })
+    }
+
+    fn pool(&self) -> &PgPool {
+        self.pool.get_or_init(|| {
+            PgPoolOptions::new()
+                .max_connections(self.pool_size)
+                .acquire_timeout(Duration::from_secs(30))
+                // sqlx pings every connection on acquire by default: one extra round trip per
+                // statement, which would double the server's load and hide in the acquire time.
+                // A dead connection instead fails its statement (counted) and is dropped.
+                .test_before_acquire(false)
+                .connect_lazy_with(self.options.clone())
+        })
+    }
+
+    /// An error's text with the URL's password removed.
+    fn redact(&self, msg: &str) -> String {
+        let mut s = redact_url(msg);
+        if let Some(p) = &self.password {
+            s = s.replace(p.as_str(), "***");
+        }
+        s
+    }
+
+    async fn think(&self, vu: &Vu, ms: u64) {
+        vu.sleep(Duration::from_secs_f64(
+            ms as f64 / 1000.0 * self.think_scale,
+        ))
+        .await;
+    }
+
+    /// Times `pool.acquire()` (`db_pool_acquire_time`, the live pool metrics).
+    async fn acquire(&self, vu: &Vu) -> Result<Conn, sqlx::Error> {
+        let pool = self.pool();
+        let started = Instant::now();
+        let r = pool.acquire().await;
+        let s = started.elapsed().as_secs_f64();
+        vu.trend(self.acquire_time, s * 1000.0);
+        let idle = pool.num_idle() as u64;
+        let size = pool.size() as u64;
+        vu.tel
+            .record_db_pool(&vu.labels, Some(s), idle, size.saturating_sub(idle));
+        if r.is_err() {
+            // the statement never ran: still one failed database operation
+            vu.tel.record_db(
+                &vu.labels,
+                "postgresql",
+                "ACQUIRE",
+                "vms",
+                Some(ErrorKind::Database),
+                s,
+                None,
+            );
+        }
+        r
+    }
+
+    /// Opens the statement's client span and builds its text.
+    fn stmt(&self, vu: &Vu, operation: &'static str, sql: &'static str) -> Stmt {
+        let span = if vu.tel.tracing() {
+            vu.span(
+                &format!("{operation} vms"),
+                SpanKind::Client,
+                &[
+                    ("db.system.name", AttrValue::Static("postgresql")),
+                    ("db.operation.name", AttrValue::Static(operation)),
+                    ("db.collection.name", AttrValue::Static("vms")),
+                    ("db.query.text", AttrValue::Static(sql)),
+                    (
+                        "db.namespace",
+                        AttrValue::Str(self.options.get_database().unwrap_or("").to_string()),
+                    ),
+                    (
+                        "server.address",
+                        AttrValue::Str(self.options.get_host().to_string()),
+                    ),
+                    (
+                        "server.port",
+                        AttrValue::I64(i64::from(self.options.get_port())),
+                    ),
+                ],
+            )
+        } else {
+            Span::default()
+        };
+        let (text, persistent) = match span.traceparent() {
+            Some(tp) => (Cow::Owned(format!("{sql} /*traceparent='{tp}'*/")), false),
+            None => (Cow::Borrowed(sql), true),
+        };
+        Stmt {
+            text,
+            persistent,
+            operation,
+            span,
+            started: Instant::now(),
+        }
+    }
+
+    /// Ends a statement: live histogram, span status. Returns its latency in ms.
+    fn done(&self, vu: &Vu, st: Stmt, error: Option<&sqlx::Error>) -> f64 {
+        let s = st.started.elapsed().as_secs_f64();
+        let trace = st.span.sampled_trace_id();
+        vu.tel.record_db(
+            &vu.labels,
+            "postgresql",
+            st.operation,
+            "vms",
+            error.map(|_| ErrorKind::Database),
+            s,
+            trace.as_deref(),
+        );
+        let mut span = st.span;
+        match error {
+            Some(e) => {
+                let code = e
+                    .as_database_error()
+                    .and_then(|d| d.code().map(|c| c.into_owned()))
+                    .unwrap_or_else(|| "database".into());
+                span.set_attribute("error.type", AttrValue::Str(code.clone()));
+                if let Some(d) = e.as_database_error() {
+                    span.set_attribute("db.response.status_code", AttrValue::Str(code));
+                    span.end(Some(&self.redact(d.message())));
+                } else {
+                    span.end(Some(&self.redact(&e.to_string())));
+                }
+            }
+            None => span.end(None),
+        }
+        s * 1000.0
+    }
+
+    /// Counts the attempt; the latency only when the statement ran (not after a failed
+    /// acquire, which `db_pool_acquire_time` already shows).
+    fn account(&self, vu: &Vu, op: Op, ms: f64, n: f64) {
+        vu.add(self.queries, n);
+        let (trend, counter) = match op {
+            Op::Read => (self.read_latency, self.reads),
+            Op::Query => (self.query_latency, self.reads),
+            Op::Write => (self.write_latency, self.writes),
+        };
+        if ms.is_finite() {
+            vu.trend(trend, ms);
+        }
+        vu.add(counter, n);
+    }
+
+    /// Logs a failed statement once per kind of failure (redacted; never the URL).
+    fn warn(&self, what: &str, e: &sqlx::Error) {
+        tracing::debug!(what, error = %self.redact(&e.to_string()), "database statement failed");
+    }
+
+    /// A SELECT returning rows: (rows or error, statement ms; [`NOT_RUN`] when the acquire
+    /// failed).
+    async fn select(
+        &self,
+        vu: &Vu,
+        sql: &'static str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+        ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+    ) -> (Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>, f64) {
+        let mut conn = match self.acquire(vu).await {
+            Ok(c) => c,
+            Err(e) => return (Err(e), NOT_RUN),
+        };
+        let st = self.stmt(vu, "SELECT", sql);
+        let q = bind(sqlx::query(st.sql()).persistent(st.persistent));
+        let r = q.fetch_all(&mut *conn).await;
+        let ms = self.done(vu, st, r.as_ref().err());
+        if let Err(e) = &r {
+            self.warn(sql, e);
+        }
+        (r, ms)
+    }
+
+    /// One `INSERT … RETURNING id` of a VM with (cpu cores, memory MB, disk GB) on `conn`.
+    async fn insert_vm(
+        &self,
+        vu: &Vu,
+        conn: &mut sqlx::PgConnection,
+        name: &str,
+        (cpu, mem, disk): (i64, i64, i64),
+        tags: &str,
+    ) -> Result<String, sqlx::Error> {
+        let st = self.stmt(vu, "INSERT", sql::INSERT);
+        let r = sqlx::query(st.sql())
+            .persistent(st.persistent)
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(name)
+            .bind("running")
+            .bind("us-west-1")
+            .bind(cpu)
+            .bind(mem)
+            .bind(disk)
+            .bind("ubuntu-22.04")
+            .bind(tags)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|row| row.try_get::<String, _>(0));
+        self.done(vu, st, r.as_ref().err());
+        r
+    }
+
+    async fn iteration_upstream(&self, vu: &mut Vu) {
+        // 1. simple read
+        let (r, ms) = self.select(vu, sql::READ, |q| q).await;
+        let ok = [
+            vu.check("DB read ok", r.is_ok()),
+            vu.check(
+                "DB read has results",
+                r.as_ref().is_ok_and(|rows| !rows.is_empty()),
+            ),
+            vu.check("DB read < 200ms", r.is_ok() && ms < 200.0),
+        ]
+        .iter()
+        .all(|b| *b);
+        vu.rate(self.db_errors, !ok);
+        self.account(vu, Op::Read, ms, 1.0);
+        self.think(vu, 500).await;
+
+        // 2. complex query
+        let (r, ms) = self
+            .select(vu, sql::COMPLEX, |q| q.bind("us-west-1").bind("running"))
+            .await;
+        let ok = [
+            vu.check("Complex query ok", r.is_ok()),
+            vu.check("Complex query < 300ms", r.is_ok() && ms < 300.0),
+        ]
+        .iter()
+        .all(|b| *b);
+        vu.rate(self.db_errors, !ok);
+        self.account(vu, Op::Query, ms, 1.0);
+        self.think(vu, 500).await;
+
+        // 3. write (tags as a JSON array, as upstream sends)
+        let name = format!(
+            "load-test-vm-{}-{}",
+            chrono::Utc::now().timestamp_millis(),
+            vu.id
+        );
+        let (r, ms) = match self.acquire(vu).await {
+            Ok(mut conn) => {
+                let started = Instant::now();
+                let r = self
+                    .insert_vm(
+                        vu,
+                        &mut conn,
+                        &name,
+                        (4, 8192, 100),
+                        r#"["load-test","automated"]"#,
+                    )
+                    .await;
+                (r, started.elapsed().as_secs_f64() * 1000.0)
+            }
+            Err(e) => (Err(e), NOT_RUN),
+        };
+        if let Err(e) = &r {
+            self.warn(sql::INSERT, e);
+        }
+        let ok = [
+            vu.check("DB write ok", r.is_ok()),
+            vu.check("DB write has ID", r.as_ref().is_ok_and(|id| !id.is_empty())),
+            vu.check("DB write < 500ms", r.is_ok() && ms < 500.0),
+        ]
+        .iter()
+        .all(|b| *b);
+        vu.rate(self.db_errors, !ok);
+        self.account(vu, Op::Write, ms, 1.0);
+        let new_id = r.ok().filter(|id| !id.is_empty());
+        self.think(vu, 500).await;
+
+        // 4. update
+        if let Some(id) = new_id {
+            let (r, ms) = match self.acquire(vu).await {
+                Ok(mut conn) => {
+                    let st = self.stmt(vu, "UPDATE", sql::UPDATE);
+                    let r = sqlx::query(st.sql())
+                        .persistent(st.persistent)
+                        .bind(8_i64)
+                        .bind(16384_i64)
+                        .bind(r#"["load-test","automated","updated"]"#)
+                        .bind(chrono::Utc::now().timestamp_millis())
+                        .bind(&id)
+                        .execute(&mut *conn)
+                        .await;
+                    let ms = self.done(vu, st, r.as_ref().err());
+                    (r.map(|d| d.rows_affected()), ms)
+                }
+                Err(e) => (Err(e), NOT_RUN),
+            };
+            if let Err(e) = &r {
+                self.warn(sql::UPDATE, e);
+            }
+            let ok = [
+                vu.check("DB update ok", r.as_ref().is_ok_and(|n| *n == 1)),
+                vu.check("DB update < 400ms", r.is_ok() && ms < 400.0),
+            ]
+            .iter()
+            .all(|b| *b);
+            vu.rate(self.db_errors, !ok);
+            self.account(vu, Op::Write, ms, 1.0);
+        }
+        self.think(vu, 500).await;
+
+        // 5. aggregate: the ROLLUP row (state NULL) is the total
+        let (r, ms) = self.select(vu, sql::AGGREGATE, |q| q).await;
+        let has_total = r.as_ref().is_ok_and(|rows| {
+            rows.iter().any(|row| {
+                row.try_get::<Option<String>, _>(0)
+                    .is_ok_and(|s| s.is_none())
+                    && row.try_get::<i64, _>(1).is_ok()
+            })
+        });
+        let ok = [
+            vu.check("Aggregation query ok", r.is_ok()),
+            vu.check("Aggregation has totals", has_total),
+            vu.check("Aggregation < 500ms", r.is_ok() && ms < 500.0),
+        ]
+        .iter()
+        .all(|b| *b);
+        vu.rate(self.db_errors, !ok);
+        self.account(vu, Op::Query, ms, 1.0);
+        self.think(vu, 500).await;
+
+        // 6. search
+        let (r, ms) = self
+            .select(vu, sql::SEARCH, |q| q.bind("%load-test%"))
+            .await;
+        let ok = [
+            vu.check("Search query ok", r.is_ok()),
+            vu.check("Search query < 400ms", r.is_ok() && ms < 400.0),
+        ]
+        .iter()
+        .all(|b| *b);
+        vu.rate(self.db_errors, !ok);
+        self.account(vu, Op::Query, ms, 1.0);
+        self.think(vu, 500).await;
+
+        // 7. batch: three inserts in one transaction (upstream reuses the same three names)
+        let (r, ms) = match self.acquire(vu).await {
+            Ok(mut conn) => {
+                let started = Instant::now();
+                let r = async {
+                    // dropped without commit (an insert failed): rolled back
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    for n in 1..=3 {
+                        let name = format!("batch-vm-{n}");
+                        self.insert_vm(vu, &mut tx, &name, (2, 4096, 50), "[]")
+                            .await?;
+                    }
+                    tx.commit().await
+                }
+                .await;
+                (r, started.elapsed().as_secs_f64() * 1000.0)
+            }
+            Err(e) => (Err(e), NOT_RUN),
+        };
+        if let Err(e) = &r {
+            self.warn("batch", e);
+        }
+        let ok = [
+            vu.check("Transaction ok", r.is_ok()),
+            vu.check("Transaction < 1000ms", r.is_ok() && ms < 1000.0),
+        ]
+        .iter()
+        .all(|b| *b);
+        vu.rate(self.db_errors, !ok);
+        self.account(vu, Op::Write, ms, 3.0);
+        self.think(vu, 1000).await;
+
+        // 8. rapid paged reads
+        for i in 0..5_i64 {
+            let (r, ms) = self.select(vu, sql::PAGE, |q| q.bind(i * 10)).await;
+            let ok = vu.check("Rapid query OK", r.is_ok());
+            vu.rate(self.db_errors, !ok);
+            self.account(vu, Op::Read, ms, 1.0);
+            self.think(vu, 100).await;
+        }
+
+        // 9.
+        self.think(vu, 1000).await;
+    }
+
+    async fn iteration_select_only(&self, vu: &mut Vu) {
+        use rand::Rng;
+        let id = format!("seed-vm-{}", vu.rng.random_range(0..self.seed_vms.max(1)));
+        let (r, ms) = self.select(vu, sql::POINT, |q| q.bind(id)).await;
+        let ok = vu.check(
+            "Point read ok",
+            r.as_ref().is_ok_and(|rows| rows.len() == 1),
+        );
+        vu.rate(self.db_errors, !ok);
+        self.account(vu, Op::Read, ms, 1.0);
+    }
+
+    /// Creates the schema when `vms` is missing. A failure here (no connection, no rights) is a
+    /// setup error: nothing could run.
+    async fn ensure_schema(&self) -> anyhow::Result<()> {
+        let pool = self.pool();
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('vms') IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .context("connecting and checking for the vms table")?;
+        if !exists {
+            MIGRATOR
+                .run(pool)
+                .await
+                .context("applying the target's migrations (src/target/migrations)")?;
+        }
+        Ok(())
+    }
+
+    /// Inserts `seed-vm-0..n-1` unless present; returns how many were new.
+    async fn seed(&self) -> Result<u64, sqlx::Error> {
+        sqlx::query(sql::SEED)
+            .bind(i64::from(self.seed_vms))
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(self.pool())
+            .await
+            .map(|d| d.rows_affected())
+    }
+}
+
+impl Workload for DbDirectWorkload {
+    /// Schema problems fail the setup (redacted); a failed seed is only a warning, as in api
+    /// mode: the iterations then show what does not work.
+    async fn setup(&self, vu: &mut Vu) -> anyhow::Result<()> {
+        if let Err(e) = self.ensure_schema().await {
+            return Err(anyhow::anyhow!(self.redact(&format!("{e:#}"))));
+        }
+        let started = Instant::now();
+        let r = self.seed().await;
+        vu.tel.record_db(
+            &vu.labels,
+            "postgresql",
+            "INSERT",
+            "vms",
+            r.as_ref().err().map(|_| ErrorKind::Database),
+            started.elapsed().as_secs_f64(),
+            None,
+        );
+        match r {
+            Ok(created) => tracing::info!(
+                created,
+                wanted = self.seed_vms,
+                target = %self.target,
+                "database seeded (seed VMs already present are kept)"
+            ),
+            Err(e) => tracing::warn!(
+                error = %self.redact(&e.to_string()),
+                target = %self.target,
+                "seeding the database failed; running the iterations anyway"
+            ),
+        }
+        Ok(())
+    }
+
+    async fn iteration(&self, vu: &mut Vu) {
+        match self.mix {
+            DbMix::Upstream => self.iteration_upstream(vu).await,
+            DbMix::SelectOnly => self.iteration_select_only(vu).await,
+        }
+    }
+
+    async fn teardown(&self, _vu: &mut Vu) -> anyhow::Result<()> {
+        if let Some(p) = self.pool.get() {
+            p.close().await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://bob:s3cr%40t@db:5432/novacron?sslmode=disable"),
+            "postgres://bob:***@db:5432/novacron?sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("error connecting to postgresql://u:p@h/x: refused"),
+            "error connecting to postgresql://u:***@h/x: refused"
+        );
+        assert_eq!(redact_url("postgres://bob@db/x"), "postgres://bob@db/x");
+        assert_eq!(redact_url("http://h:80/a"), "http://h:80/a");
+        assert_eq!(redact_url("no url here"), "no url here");
+        assert_eq!(
+            redact_url("a=postgres://a:b@h1 b=postgres://c:d@h2"),
+            "a=postgres://a:***@h1 b=postgres://c:***@h2"
+        );
+        assert_eq!(redact_url("x://"), "x://");
+    }
+
+    #[test]
+    fn the_shown_target_has_no_credentials() {
+        assert_eq!(
+            display_target("postgres://bob:pw@db.example:6543/novacron?sslmode=disable"),
+            "postgresql://db.example:6543/novacron"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_reported_without_the_password() {
+        let mut r = Registry::new();
+        let e = DbDirectWorkload::new("postgres://u:hunter2@h:notaport/x", 4, &mut r)
+            .err()
+            .expect("invalid port");
+        assert!(!format!("{e:#}").contains("hunter2"), "{e:#}");
+    }
+}

@@ -1,0 +1,571 @@
+//! `run db --db-mode direct` on a real PostgreSQL (`NOVALOAD_TEST_POSTGRES_URL`, started by
+//! scripts/test.sh; a fresh database per test): the §1.4 mix as SQL passes its checks with
+//! upstream's counts, database errors become failed checks (never a panic or an abort), the
+//! password never reaches results or logs, and statements carry the span's `traceparent` as a
+//! sqlcommenter comment the server really receives.
+
+use novaload::cli::{DbMode, RunArgs, TestName};
+use novaload::metrics::{Agg, Registry, Snapshot, builtin};
+use novaload::plan::{Executor, Scenario};
+use novaload::runner::{self, RunOutcome, TestRun};
+use novaload::session::{self, Stops};
+use novaload::telemetry::{Telemetry, TelemetryConfig};
+use novaload::workload::ClientSettings;
+use novaload::workload::db_direct::{DbDirectWorkload, sql};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData, SpanExporter};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Every check of the upstream mix.
+const CHECKS: [&str; 18] = [
+    "DB read ok",
+    "DB read has results",
+    "DB read < 200ms",
+    "Complex query ok",
+    "Complex query < 300ms",
+    "DB write ok",
+    "DB write has ID",
+    "DB write < 500ms",
+    "DB update ok",
+    "DB update < 400ms",
+    "Aggregation query ok",
+    "Aggregation has totals",
+    "Aggregation < 500ms",
+    "Search query ok",
+    "Search query < 400ms",
+    "Transaction ok",
+    "Transaction < 1000ms",
+    "Rapid query OK",
+];
+
+/// The admin URL, or None (skip) when unset outside CI.
+fn admin_url() -> Option<String> {
+    match std::env::var("NOVALOAD_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var_os("CI").is_some() {
+                panic!("NOVALOAD_TEST_POSTGRES_URL not set: run scripts/test.sh");
+            }
+            eprintln!("skip: NOVALOAD_TEST_POSTGRES_URL not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// A throwaway database, optionally owned by a fresh role with a password.
+struct Db {
+    admin: String,
+    name: String,
+    role: Option<String>,
+    url: String,
+}
+
+impl Db {
+    async fn create(admin: &str, password: Option<&str>) -> Db {
+        let name = format!("novaload_dbd_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(admin).await.expect("admin connect");
+        let mut url = url::Url::parse(admin).unwrap();
+        let role = match password {
+            Some(pw) => {
+                let role = format!("{name}_role");
+                sqlx::query(AssertSqlSafe(format!(
+                    "CREATE ROLE {role} LOGIN PASSWORD '{pw}'"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                url.set_username(&role).unwrap();
+                url.set_password(Some(pw)).unwrap();
+                Some(role)
+            }
+            None => None,
+        };
+        let owner = role
+            .as_ref()
+            .map(|r| format!(" OWNER {r}"))
+            .unwrap_or_default();
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}{owner}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+        url.set_path(&format!("/{name}"));
+        Db {
+            admin: admin.into(),
+            name,
+            role,
+            url: url.to_string(),
+        }
+    }
+
+    /// A superuser connection to this database.
+    async fn conn(&self) -> PgConnection {
+        let mut u = url::Url::parse(&self.admin).unwrap();
+        u.set_path(&format!("/{}", self.name));
+        PgConnection::connect(u.as_str()).await.unwrap()
+    }
+
+    async fn scalar(&self, q: &str) -> i64 {
+        let mut c = self.conn().await;
+        let v = sqlx::query_scalar(AssertSqlSafe(q.to_string()))
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+        c.close().await.ok();
+        v
+    }
+
+    async fn drop_db(self) {
+        if let Ok(mut c) = PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut c)
+            .await;
+            if let Some(r) = &self.role {
+                let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {r}")))
+                    .execute(&mut c)
+                    .await;
+            }
+        }
+    }
+}
+
+struct Run {
+    snap: Snapshot,
+    outcome: RunOutcome,
+}
+
+impl Run {
+    fn get(&self, name: &str, key: &str) -> f64 {
+        let id = self.snap.registry.lookup(name).expect(name);
+        self.snap.metric(id).values(1.0).get(key).unwrap_or(0.0)
+    }
+    /// (passes, fails) of one check.
+    fn check(&self, name: &str) -> (u64, u64) {
+        let (mut p, mut f) = (0, 0);
+        for (tags, agg) in self.snap.series_of(builtin::CHECKS) {
+            if tags.check.as_deref() == Some(name)
+                && let Agg::Rate { passes, fails } = agg
+            {
+                p += passes;
+                f += fails;
+            }
+        }
+        (p, f)
+    }
+}
+
+/// `vus` VUs × `iterations` each of the direct workload, think times scaled by `think`.
+async fn run_direct(url: &str, vus: u64, iterations: u64, think: f64, tel: &Telemetry) -> Run {
+    let mut registry = Registry::new();
+    let mut w = DbDirectWorkload::new(url, 4, &mut registry).expect("valid URL");
+    w.think_scale = think;
+    let params = TestRun {
+        test: "db".into(),
+        run_id: Arc::from("dbd-test"),
+        scenarios: vec![Scenario {
+            name: "default".into(),
+            start_time: Duration::ZERO,
+            graceful_stop: Duration::from_secs(30),
+            executor: Executor::PerVuIterations {
+                vus,
+                iterations,
+                max_duration: Duration::from_secs(120),
+            },
+            tags: Default::default(),
+        }],
+        registry: Arc::new(registry),
+        thresholds: vec![],
+        telemetry: tel.clone(),
+        settings: ClientSettings {
+            tls: None,
+            request_timeout: Duration::from_secs(10),
+        },
+        interrupt: CancellationToken::new(),
+        kill: CancellationToken::new(),
+        sinks: vec![],
+        setup_timeout: Duration::from_secs(60),
+        teardown_timeout: Duration::from_secs(60),
+        per_second: vec![],
+        segment: None,
+    };
+    let outcome = runner::run(Arc::new(w), params).await;
+    Run {
+        snap: outcome.snapshot.clone(),
+        outcome,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_mix_runs_as_sql_on_a_fresh_database() {
+    let Some(admin) = admin_url() else { return };
+    let db = Db::create(&admin, None).await;
+    let r = run_direct(&db.url, 2, 2, 0.05, &Telemetry::disabled()).await;
+    assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
+    for c in CHECKS {
+        let (p, f) = r.check(c);
+        assert_eq!(f, 0, "check {c} failed {f} times");
+        let want = if c == "Rapid query OK" { 20 } else { 4 };
+        assert_eq!(p, want, "check {c}");
+    }
+    // upstream's counts: 14 queries (the update ran), 9 reads, 5 writes per iteration
+    assert_eq!(r.get("db_queries_total", "count"), 4.0 * 14.0);
+    assert_eq!(r.get("db_reads_total", "count"), 4.0 * 9.0);
+    assert_eq!(r.get("db_writes_total", "count"), 4.0 * 5.0);
+    // latencies: 6 reads (1 + 5 rapid), 3 queries, 3 writes (write, update, batch) each time
+    assert_eq!(r.get("db_read_latency", "count"), 24.0);
+    assert_eq!(r.get("db_query_latency", "count"), 12.0);
+    assert_eq!(r.get("db_write_latency", "count"), 12.0);
+    for t in ["db_read_latency", "db_query_latency", "db_write_latency"] {
+        assert!(r.get(t, "max") > 0.0, "{t} has no time");
+    }
+    // one acquire per statement, the batch's transaction on one connection
+    assert_eq!(r.get("db_pool_acquire_time", "count"), 4.0 * 12.0);
+    // B1 fixed: db_errors has a sample per check group, all false
+    assert_eq!(r.get("db_errors", "passes"), 0.0);
+    assert_eq!(r.get("db_errors", "fails"), 4.0 * 12.0);
+
+    // the target's migrations made the schema; the rows are what the mix wrote
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM vms WHERE name LIKE 'seed-vm-%'")
+            .await,
+        100
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT COUNT(*) FROM vms WHERE name LIKE 'load-test-vm-%' AND cpu_cores = 8 \
+             AND tags = '[\"load-test\",\"automated\",\"updated\"]'"
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM vms WHERE name LIKE 'batch-vm-%'")
+            .await,
+        12
+    );
+    // a second run keeps the existing schema and seed
+    let r2 = run_direct(&db.url, 1, 1, 0.0, &Telemetry::disabled()).await;
+    assert!(r2.outcome.errors.is_empty(), "{:?}", r2.outcome.errors);
+    assert_eq!(r2.check("DB read ok"), (1, 0));
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM vms WHERE name LIKE 'seed-vm-%'")
+            .await,
+        100
+    );
+    db.drop_db().await;
+}
+
+/// NovaCron's canonical `vms` table (spec §4.7) has no zone/tags/cpu columns: setup leaves the
+/// existing table alone, and every statement fails as a check, not as a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_errors_become_failed_checks_without_aborting() {
+    let Some(admin) = admin_url() else { return };
+    let db = Db::create(&admin, None).await;
+    let mut c = db.conn().await;
+    sqlx::query(
+        "CREATE TABLE vms (id VARCHAR(255) PRIMARY KEY, name VARCHAR(255) NOT NULL, \
+         state VARCHAR(50) NOT NULL, node_id VARCHAR(255), tenant_id VARCHAR(255) DEFAULT 'default', \
+         config JSONB, created_at TIMESTAMP DEFAULT NOW(), updated_at TIMESTAMP DEFAULT NOW())",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    c.close().await.ok();
+    let r = run_direct(&db.url, 1, 1, 0.0, &Telemetry::disabled()).await;
+    assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
+    for c in [
+        "DB read ok",
+        "Complex query ok",
+        "DB write ok",
+        "Search query ok",
+        "Transaction ok",
+    ] {
+        assert_eq!(r.check(c), (0, 1), "{c}");
+    }
+    assert_eq!(r.check("Rapid query OK"), (0, 5));
+    // the aggregate only needs `state`: it works on this schema too
+    assert_eq!(r.check("Aggregation query ok"), (1, 0));
+    // no id came back, so no update: upstream's 13
+    assert_eq!(r.check("DB update ok"), (0, 0));
+    assert_eq!(r.get("db_queries_total", "count"), 13.0);
+    assert_eq!(r.get("db_errors", "passes"), 10.0);
+    assert_eq!(r.get("db_errors", "fails"), 1.0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM vms").await, 0);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_table_mid_run_records_failures() {
+    let Some(admin) = admin_url() else { return };
+    let db = Db::create(&admin, None).await;
+    let mut c = db.conn().await;
+    let dropper = tokio::spawn(async move {
+        // iterations take ~1.1 s at think 0.2: drop during the second
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        sqlx::query("DROP TABLE vms").execute(&mut c).await.unwrap();
+    });
+    let r = run_direct(&db.url, 1, 3, 0.2, &Telemetry::disabled()).await;
+    dropper.await.unwrap();
+    assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
+    let (ok, failed) = r.check("DB read ok");
+    assert_eq!(ok + failed, 3);
+    assert!(
+        ok >= 1 && failed >= 1,
+        "DB read ok: {ok} passed, {failed} failed"
+    );
+    let (p, f) = (r.get("db_errors", "passes"), r.get("db_errors", "fails"));
+    assert!(p > 0.0 && f > 0.0, "db_errors: {p} failures, {f} successes");
+    db.drop_db().await;
+}
+
+/// Captured `tracing` output of this test binary (for the leak check).
+fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        #[derive(Clone)]
+        struct W(Arc<Mutex<Vec<u8>>>);
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let w = W(buf.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_writer(move || w.clone())
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+fn direct_args(url: &str, out: &std::path::Path) -> RunArgs {
+    RunArgs {
+        test: Some(TestName::Db),
+        db_mode: Some(DbMode::Direct),
+        database_url: Some(url.into()),
+        vus: Some(1),
+        iterations: Some(1),
+        out: out.to_path_buf(),
+        quiet: true,
+        timeout: "10s".into(),
+        otlp_protocol: "grpc".into(),
+        service_name: "novaload".into(),
+        ..RunArgs::default()
+    }
+}
+
+fn files_contain(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            hits.extend(files_contain(&p, needle));
+        } else if std::fs::read_to_string(&p).is_ok_and(|s| s.contains(needle)) {
+            hits.push(p.display().to_string());
+        }
+    }
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_never_reaches_results_or_logs() {
+    let Some(admin) = admin_url() else { return };
+    let logs = log_buffer();
+    let pw = "Pw-9f3kQz-never-shown";
+    let db = Db::create(&admin, Some(pw)).await;
+    // from here on (the test's own CREATE ROLE … PASSWORD is logged by sqlx)
+    let logs_from = logs.lock().unwrap().len();
+    let out = tempfile::tempdir().unwrap();
+
+    // a passing run through the CLI's session
+    let o = session::run(direct_args(&db.url, out.path()), Stops::default())
+        .await
+        .unwrap();
+    let s = &o.summaries[0];
+    assert!(s.run_errors.is_empty(), "{:?}", s.run_errors);
+    let port = url::Url::parse(&db.url).unwrap().port().unwrap();
+    assert_eq!(
+        s.target,
+        format!("postgresql://127.0.0.1:{port}/{}", db.name)
+    );
+    assert!(s.checks.iter().all(|c| c.fails == 0), "{:?}", s.checks);
+    assert!(!s.thresholds.is_empty());
+    assert!(
+        s.thresholds.iter().all(|t| t.metric != "http_req_duration"),
+        "no HTTP in direct mode"
+    );
+
+    // a failing run: the database does not exist (the error text goes into the summary)
+    let mut missing = url::Url::parse(&db.url).unwrap();
+    missing.set_path("/no_such_database_here");
+    let o2 = session::run(direct_args(missing.as_str(), out.path()), Stops::default())
+        .await
+        .unwrap();
+    let s2 = &o2.summaries[0];
+    assert!(
+        s2.run_errors
+            .iter()
+            .any(|e| e.contains("no_such_database_here")),
+        "{:?}",
+        s2.run_errors
+    );
+
+    let hits = files_contain(out.path(), pw);
+    assert!(hits.is_empty(), "password in {hits:?}");
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()[logs_from..]).to_string();
+    assert!(logged.contains("database seeded"), "the capture works");
+    let leaked: Vec<&str> = logged.lines().filter(|l| l.contains(pw)).collect();
+    assert!(leaked.is_empty(), "password in the logs: {leaked:#?}");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn direct_mode_without_a_url_is_a_config_error() {
+    let out = tempfile::tempdir().unwrap();
+    let mut a = direct_args("", out.path());
+    a.database_url = None;
+    let e = session::plan(&a, None).err().expect("config error");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("--database-url") && msg.contains("DATABASE_URL"),
+        "{msg}"
+    );
+}
+
+/// The SDK's in-memory exporter forgets its spans on shutdown; this one keeps them.
+#[derive(Debug, Clone, Default)]
+struct Keep(InMemorySpanExporter);
+
+impl SpanExporter for Keep {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.export(batch).await
+    }
+}
+
+fn attr(s: &SpanData, key: &str) -> Option<String> {
+    s.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.as_str().into_owned())
+}
+
+/// The server receives each statement with its span's traceparent: a trigger records
+/// `current_query()` (the statement text exactly as the client sent it) for every INSERT and
+/// UPDATE on `vms`, and each INSERT/UPDATE span's traceparent must be among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_carry_the_spans_traceparent_as_a_sqlcommenter_comment() {
+    let Some(admin) = admin_url() else { return };
+    let db = Db::create(&admin, None).await;
+    let mut c = db.conn().await;
+    sqlx::migrate!("src/target/migrations")
+        .run(&mut c)
+        .await
+        .unwrap();
+    for stmt in [
+        "CREATE TABLE seen (q TEXT)",
+        "CREATE FUNCTION keep_query() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN INSERT INTO seen VALUES (current_query()); RETURN NEW; END $$",
+        "CREATE TRIGGER keep BEFORE INSERT OR UPDATE ON vms FOR EACH ROW EXECUTE FUNCTION keep_query()",
+    ] {
+        sqlx::query(stmt).execute(&mut c).await.unwrap();
+    }
+
+    let exporter = Keep::default();
+    let tel = Telemetry::start_with_span_exporter(
+        TelemetryConfig {
+            run_id: "dbd-trace".into(),
+            profile: "test".into(),
+            service_name: "novaload".into(),
+            sample_ratio: 1.0,
+            traces: true,
+            ..TelemetryConfig::default()
+        },
+        exporter.clone(),
+    )
+    .await
+    .unwrap();
+    let r = run_direct(&db.url, 1, 1, 0.0, &tel).await;
+    assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
+    let report = tel.shutdown().await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let spans = exporter.0.get_finished_spans().unwrap();
+
+    let seen: Vec<String> = sqlx::query_scalar("SELECT q FROM seen WHERE q LIKE '%traceparent%'")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    c.close().await.ok();
+    let writes: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == "INSERT vms" || s.name == "UPDATE vms")
+        .collect();
+    // write + update + 3 batch inserts, each seen once by the server
+    assert_eq!(
+        writes.len(),
+        5,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    for s in &writes {
+        let tp = format!(
+            "/*traceparent='00-{}-{}-01'*/",
+            s.span_context.trace_id(),
+            s.span_context.span_id()
+        );
+        assert!(
+            seen.iter().any(|q| q.ends_with(&tp)),
+            "{tp} not received; server saw {seen:?}"
+        );
+    }
+
+    let iteration = spans.iter().find(|s| s.name == "iteration").unwrap();
+    let selects: Vec<&SpanData> = spans.iter().filter(|s| s.name == "SELECT vms").collect();
+    assert_eq!(
+        selects.len(),
+        9,
+        "1 read, complex, aggregate, search, 5 pages"
+    );
+    for s in selects.iter().chain(writes.iter()) {
+        assert_eq!(s.span_kind, opentelemetry::trace::SpanKind::Client);
+        assert_eq!(s.parent_span_id, iteration.span_context.span_id());
+        assert_eq!(attr(s, "db.system.name").as_deref(), Some("postgresql"));
+        assert_eq!(attr(s, "db.collection.name").as_deref(), Some("vms"));
+        let op = attr(s, "db.operation.name").unwrap();
+        assert!(s.name.starts_with(&op));
+        let text = attr(s, "db.query.text").unwrap();
+        // parameterized, without values or the comment
+        assert!(
+            !text.contains("traceparent") && !text.contains("load-test"),
+            "{text}"
+        );
+    }
+    let texts: Vec<String> = selects
+        .iter()
+        .filter_map(|s| attr(s, "db.query.text"))
+        .collect();
+    for q in [
+        sql::READ,
+        sql::COMPLEX,
+        sql::AGGREGATE,
+        sql::SEARCH,
+        sql::PAGE,
+    ] {
+        assert!(texts.iter().any(|t| t == q), "no span for {q}");
+    }
+    db.drop_db().await;
+}
