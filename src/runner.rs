@@ -58,6 +58,36 @@ pub struct RunOutcome {
     pub interrupted_iterations: u64,
 }
 
+/// A VU's iteration deadline timer and hard-stop waiter, reused across iterations.
+pub struct IterationTimers {
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    current: Option<tokio::time::Instant>,
+    stopped: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl IterationTimers {
+    fn new(hard: &CancellationToken) -> Self {
+        Self {
+            deadline: Box::pin(tokio::time::sleep_until(far_future())),
+            current: None,
+            stopped: Box::pin(hard.clone().cancelled_owned()),
+        }
+    }
+
+    fn set_deadline(&mut self, deadline: Option<tokio::time::Instant>) {
+        if deadline != self.current {
+            self.deadline
+                .as_mut()
+                .reset(deadline.unwrap_or_else(far_future));
+            self.current = deadline;
+        }
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
 struct Shared<W> {
     workload: Arc<W>,
     rec: Arc<Recorder>,
@@ -116,31 +146,38 @@ impl<W: Workload> Shared<W> {
         vu.iteration_span = Some(self.tel.iteration_span(&vu.labels, vu.id, vu.iteration));
         vu.intended_start = intended;
         let start = Instant::now();
-        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        // The deadline timer and the stop waiter live across iterations (taken out of the VU
+        // while the iteration borrows it): one timer entry per VU, not one per iteration.
+        let mut timers = vu
+            .timers
+            .take()
+            .unwrap_or_else(|| IterationTimers::new(&self.hard));
+        timers.set_deadline(deadline);
         let completed = {
             let fut = self.workload.iteration(vu);
             tokio::select! {
                 _ = fut => true,
-                _ = sleep_until(deadline.unwrap_or(far)) => false,
-                _ = self.hard.cancelled() => false,
+                _ = timers.deadline.as_mut() => false,
+                _ = timers.stopped.as_mut() => false,
             }
         };
+        vu.timers = Some(timers);
         let span = vu.iteration_span.take();
         if completed {
-            let tags = Tags::scenario(&vu.labels.scenario);
             let dur = start.elapsed();
-            self.rec.record(builtin::ITERATIONS, 1.0, &tags);
-            self.rec.record(
-                builtin::ITERATION_DURATION,
-                dur.as_secs_f64() * 1000.0,
-                &tags,
+            self.rec.record_many(
+                &vu.tags,
+                &[
+                    (builtin::ITERATIONS, 1.0),
+                    (builtin::ITERATION_DURATION, dur.as_secs_f64() * 1000.0),
+                ],
             );
             if let Some(intended) = intended {
                 let corrected = intended.elapsed();
                 self.rec.record(
                     builtin::ITERATION_DURATION_CORRECTED,
                     corrected.as_secs_f64() * 1000.0,
-                    &tags,
+                    &vu.tags,
                 );
             }
             let trace = span.as_ref().and_then(|s| s.sampled_trace_id());

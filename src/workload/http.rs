@@ -280,6 +280,19 @@ struct Origin {
     port: u16,
 }
 
+impl Origin {
+    fn matches(&self, url: &url::Url) -> bool {
+        let tls = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return false,
+        };
+        tls == self.tls
+            && url.host_str() == Some(self.host.as_str())
+            && url.port_or_known_default() == Some(self.port)
+    }
+}
+
 struct Conn {
     origin: Origin,
     /// The Host header for this origin, built once per connection.
@@ -394,12 +407,13 @@ impl HttpClient {
         body: Option<Bytes>,
     ) -> HttpResponse {
         let mut t = Timings::default();
-        let origin = match origin_of(url) {
-            Ok(o) => o,
-            Err(e) => return failed(e, t, 0, 0),
-        };
-        let reuse = matches!(&self.conn, Some(c) if c.origin == origin && !c.sender.is_closed());
+        // the common case, the same origin as the open connection, costs no allocation
+        let reuse = matches!(&self.conn, Some(c) if c.origin.matches(url) && !c.sender.is_closed());
         if !reuse {
+            let origin = match origin_of(url) {
+                Ok(o) => o,
+                Err(e) => return failed(e, t, 0, 0),
+            };
             self.conn = None;
             if let Err(e) = self.connect(&origin, &mut t).await {
                 return failed(e, t, 0, 0);

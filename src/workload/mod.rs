@@ -81,6 +81,8 @@ pub struct Vu {
     pub(crate) intended_start: Option<Instant>,
     /// Operation names and methods seen by this VU, so tags share one allocation per name.
     interned: Vec<Arc<str>>,
+    /// The runner's per-VU timers (deadline, stop), reused across iterations.
+    pub(crate) timers: Option<crate::runner::IterationTimers>,
 }
 
 impl Vu {
@@ -107,6 +109,7 @@ impl Vu {
             iteration_span: None,
             intended_start: None,
             interned: Vec::new(),
+            timers: None,
         }
     }
 
