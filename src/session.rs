@@ -143,6 +143,24 @@ fn parse_stage(s: &str) -> Result<StageSpec, ConfigError> {
 /// Applies k6-style CLI overrides (`--vus`, `--duration`, `--iterations`, `--stage`, `--rate`)
 /// on top of file options. Any of them replaces the scenarios, as in k6.
 pub fn apply_overrides(mut o: Options, a: &RunArgs) -> Result<Options, ConfigError> {
+    // validate flags here so errors name the flag, not the scenario field it becomes
+    if let Some(d) = &a.duration {
+        config::parse_duration(d, "--duration")?;
+    }
+    if a.vus == Some(0) {
+        return Err(ConfigError::new(
+            "--vus",
+            "0 VUs",
+            "give at least 1, e.g. --vus 10",
+        ));
+    }
+    if a.iterations == Some(0) {
+        return Err(ConfigError::new(
+            "--iterations",
+            "0 iterations",
+            "give at least 1, or omit it",
+        ));
+    }
     let stages = a
         .stages
         .iter()
