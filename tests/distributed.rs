@@ -2,7 +2,6 @@
 //! merge refusals; `--local-workers` through the real binary.
 
 #[path = "support/http_server.rs"]
-#[allow(dead_code)]
 mod http_server;
 
 use novaload::cli::RunArgs;

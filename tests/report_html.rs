@@ -4,7 +4,6 @@
 //! escaped; a screenshot is saved to tests/artifacts/report.png. A canary page proves the
 //! network and console detectors fire. Without Chromium: skipped, or failed when `CI` is set.
 
-#[allow(dead_code)] // shared helper; this test uses only part of it
 #[path = "support/http_server.rs"]
 mod http_server;
 

@@ -2,7 +2,6 @@
 //! counts consistent with the test cases, a missed threshold and a failed check are
 //! `<failure>`s carrying the measured value and the limit.
 
-#[allow(dead_code)] // shared helper; this test uses only part of it
 #[path = "support/http_server.rs"]
 mod http_server;
 
