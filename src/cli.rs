@@ -269,6 +269,32 @@ pub struct RunArgs {
     pub results_dir: Option<PathBuf>,
 }
 
+impl RunArgs {
+    /// The values clap gives when a flag is absent, for code that builds `RunArgs` itself
+    /// (tests, embedding): `Default` alone would leave e.g. the method and timeout empty.
+    /// Environment variables are not read here.
+    pub fn with_defaults() -> Self {
+        Self {
+            method: "GET".into(),
+            out: PathBuf::from("results"),
+            timeout: "60s".into(),
+            otlp_protocol: "grpc".into(),
+            service_name: "novaload".into(),
+            ..Self::default()
+        }
+    }
+
+    /// Quick mode (`--url`) writing under `out`, quiet: the usual start of an in-process run.
+    pub fn quick(url: &str, out: &std::path::Path) -> Self {
+        Self {
+            url: Some(url.to_string()),
+            out: out.to_path_buf(),
+            quiet: true,
+            ..Self::with_defaults()
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     /// A results folder (results/<timestamp>).

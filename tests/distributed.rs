@@ -12,15 +12,9 @@ use std::path::{Path, PathBuf};
 
 fn args(url: &str, out: &Path) -> RunArgs {
     RunArgs {
-        url: Some(url.to_string()),
-        method: "GET".into(),
-        out: out.to_path_buf(),
-        quiet: true,
         timeout: "10s".into(),
-        otlp_protocol: "grpc".into(),
-        service_name: "novaload".into(),
         no_traces: true,
-        ..RunArgs::default()
+        ..RunArgs::quick(url, out)
     }
 }
 

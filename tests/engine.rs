@@ -12,14 +12,8 @@ use std::time::{Duration, Instant};
 
 fn args(url: &str, out: &Path) -> RunArgs {
     RunArgs {
-        url: Some(url.to_string()),
-        method: "GET".into(),
-        out: out.to_path_buf(),
-        quiet: true,
         timeout: "10s".into(),
-        otlp_protocol: "grpc".into(),
-        service_name: "novaload".into(),
-        ..RunArgs::default()
+        ..RunArgs::quick(url, out)
     }
 }
 

@@ -109,14 +109,8 @@ fn console_errors(stderr: &str) -> Vec<&str> {
 
 fn args(url: &str, out: &Path) -> RunArgs {
     RunArgs {
-        url: Some(url.to_string()),
-        method: "GET".into(),
-        out: out.to_path_buf(),
-        quiet: true,
         timeout: "10s".into(),
-        otlp_protocol: "grpc".into(),
-        service_name: "novaload".into(),
-        ..RunArgs::default()
+        ..RunArgs::quick(url, out)
     }
 }
 

@@ -20,13 +20,10 @@ fn args(test: Option<TestName>, api_url: &str, out: &std::path::Path) -> RunArgs
         test,
         api_url: Some(api_url.to_string()),
         profile: Some("smoke".into()),
-        method: "GET".into(),
         out: out.to_path_buf(),
         quiet: true,
         timeout: "10s".into(),
-        otlp_protocol: "grpc".into(),
-        service_name: "novaload".into(),
-        ..RunArgs::default()
+        ..RunArgs::with_defaults()
     }
 }
 
