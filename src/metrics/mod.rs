@@ -1,5 +1,5 @@
-//! k6-semantics metrics: Counter, Gauge, Rate and Trend, recorded as plain-data samples into
-//! per-thread shards (no shared lock on the hot path) and merged once for the summary.
+//! k6-semantics metrics: Counter, Gauge, Rate and Trend, recorded as plain values with their
+//! tags into per-thread shards (no shared lock on the hot path) and merged once for the summary.
 //!
 //! Every series is keyed by (metric, [`Tags`]); tags are a fixed, low-cardinality struct so a
 //! series lookup is a cheap hash and sub-metric thresholds (`http_req_duration{status:200}`)
@@ -247,15 +247,6 @@ impl Tags {
         "check",
         "error_kind",
     ];
-}
-
-/// One measurement. Plain data: produced by a workload, consumed by a worker-local shard.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub metric: MetricId,
-    /// Trend values are milliseconds for `Contains::Time`; Rate values are 0 (fail) or non-zero (pass).
-    pub value: f64,
-    pub tags: Tags,
 }
 
 #[cfg(test)]

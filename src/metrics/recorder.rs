@@ -2,7 +2,7 @@
 //! shard's mutex is uncontended except for the once-a-second time-series sweep), and the run
 //! merges all shards once at the end.
 
-use super::{Agg, MetricId, MetricKind, Registry, Sample, Tags};
+use super::{Agg, MetricId, MetricKind, Registry, Tags};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -169,10 +169,6 @@ impl Recorder {
                 .get_or_insert_with(|| Agg::with_sigfig(kind, 2))
                 .record(value, at);
         }
-    }
-
-    pub fn record_sample(&self, s: &Sample) {
-        self.record(s.metric, s.value, &s.tags);
     }
 
     /// Takes the per-second aggregates accumulated since the last call (the time-series sweep).

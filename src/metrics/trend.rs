@@ -137,11 +137,6 @@ impl Trend {
             max: if count == 0 { f64::NEG_INFINITY } else { max },
         })
     }
-
-    /// Iterates (value, cumulative fraction) pairs for percentile-spectrum plots.
-    pub fn spectrum(&self, points: &[f64]) -> Vec<(f64, f64)> {
-        points.iter().map(|p| (*p, self.percentile(*p))).collect()
-    }
 }
 
 #[cfg(test)]

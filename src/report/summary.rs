@@ -2,7 +2,7 @@
 //! (`<test>_summary.json`, schema_version 1). Percentiles are derived from serialized HDR
 //! histograms, so summaries of shards merge exactly.
 
-use crate::metrics::{Agg, Contains, MetricKind, MetricValues, Snapshot, Tags, Trend, builtin};
+use crate::metrics::{Agg, Contains, MetricKind, MetricValues, Snapshot, Tags, Trend};
 use crate::telemetry::TelemetryReport;
 use crate::thresholds::{Threshold, ThresholdResult};
 use serde::{Deserialize, Serialize};
@@ -222,11 +222,7 @@ impl Summary {
                 data: SeriesData::from_agg(agg),
             })
             .collect();
-        let declared = snap
-            .registry
-            .defs()
-            .map(|(_, d)| (d.name.clone(), d.kind, d.contains))
-            .collect::<Vec<_>>();
+        let declared = declared(snap);
         let mut s = Summary {
             schema_version: SCHEMA_VERSION,
             novaload_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -384,10 +380,4 @@ pub fn declared(snap: &Snapshot) -> Vec<(String, MetricKind, Contains)> {
         .defs()
         .map(|(_, d)| (d.name.clone(), d.kind, d.contains))
         .collect()
-}
-
-/// Built-in metric names that only make sense with samples (hidden from text output when empty).
-pub fn is_http_builtin(name: &str) -> bool {
-    let _ = builtin::HTTP_REQS;
-    name.starts_with("http_req")
 }
