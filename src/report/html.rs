@@ -827,12 +827,7 @@ fn checks(out: &mut String, s: &Summary) {
         "<h3>Checks</h3>\n<table class=\"checks\"><tr><th>Check</th><th>Passes</th><th>Fails</th><th>Pass rate</th></tr>"
     );
     for c in &s.checks {
-        let total = c.passes + c.fails;
-        let rate = if total == 0 {
-            0.0
-        } else {
-            c.passes as f64 / total as f64 * 100.0
-        };
+        let rate = c.pass_rate_percent();
         let (class, mark) = if c.fails == 0 {
             ("met", "✅")
         } else {

@@ -253,12 +253,7 @@ fn checks(out: &mut String, s: &Summary) {
         "### Checks\n\n| Check | Passes | Fails | Pass rate |\n|---|---|---|---|"
     );
     for c in &s.checks {
-        let total = c.passes + c.fails;
-        let rate = if total == 0 {
-            0.0
-        } else {
-            c.passes as f64 / total as f64 * 100.0
-        };
+        let rate = c.pass_rate_percent();
         let mark = if c.fails == 0 { "✅" } else { "❌" };
         let _ = writeln!(
             out,

@@ -150,6 +150,18 @@ pub struct CheckSummary {
     pub fails: u64,
 }
 
+impl CheckSummary {
+    /// Passes as a percentage of all evaluations (0 when never evaluated).
+    pub fn pass_rate_percent(&self) -> f64 {
+        let total = self.passes + self.fails;
+        if total == 0 {
+            0.0
+        } else {
+            self.passes as f64 / total as f64 * 100.0
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioInfo {
     pub name: String,
