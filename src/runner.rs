@@ -42,6 +42,39 @@ pub struct TestRun {
     pub segment: Option<Arc<SegmentPlan>>,
 }
 
+impl TestRun {
+    /// One test with k6's defaults (60 s setup/teardown and request timeout, no TLS) and
+    /// nothing else attached: no thresholds, sinks, per-second gauges or segment. Override
+    /// fields with struct update syntax.
+    pub fn new(
+        test: &str,
+        run_id: &str,
+        scenarios: Vec<Scenario>,
+        registry: Registry,
+        telemetry: Telemetry,
+    ) -> Self {
+        Self {
+            test: test.into(),
+            run_id: Arc::from(run_id),
+            scenarios,
+            registry: Arc::new(registry),
+            thresholds: Vec::new(),
+            telemetry,
+            settings: ClientSettings {
+                tls: None,
+                request_timeout: Duration::from_secs(60),
+            },
+            interrupt: CancellationToken::new(),
+            kill: CancellationToken::new(),
+            sinks: Vec::new(),
+            setup_timeout: Duration::from_secs(60),
+            teardown_timeout: Duration::from_secs(60),
+            per_second: Vec::new(),
+            segment: None,
+        }
+    }
+}
+
 /// What happened.
 pub struct RunOutcome {
     pub snapshot: Snapshot,

@@ -18,7 +18,6 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// Every check of the upstream mix.
 const CHECKS: [&str; 18] = [
@@ -167,33 +166,24 @@ async fn run_direct(url: &str, vus: u64, iterations: u64, think: f64, tel: &Tele
     let mut w = DbDirectWorkload::new(url, 4, &mut registry).expect("valid URL");
     w.think_scale = think;
     let params = TestRun {
-        test: "db".into(),
-        run_id: Arc::from("dbd-test"),
-        scenarios: vec![Scenario {
-            name: "default".into(),
-            start_time: Duration::ZERO,
-            graceful_stop: Duration::from_secs(30),
-            executor: Executor::PerVuIterations {
-                vus,
-                iterations,
-                max_duration: Duration::from_secs(120),
-            },
-            tags: Default::default(),
-        }],
-        registry: Arc::new(registry),
-        thresholds: vec![],
-        telemetry: tel.clone(),
         settings: ClientSettings {
             tls: None,
             request_timeout: Duration::from_secs(10),
         },
-        interrupt: CancellationToken::new(),
-        kill: CancellationToken::new(),
-        sinks: vec![],
-        setup_timeout: Duration::from_secs(60),
-        teardown_timeout: Duration::from_secs(60),
-        per_second: vec![],
-        segment: None,
+        ..TestRun::new(
+            "db",
+            "dbd-test",
+            vec![Scenario::new(
+                "default",
+                Executor::PerVuIterations {
+                    vus,
+                    iterations,
+                    max_duration: Duration::from_secs(120),
+                },
+            )],
+            registry,
+            tel.clone(),
+        )
     };
     let outcome = runner::run(Arc::new(w), params).await;
     Run {

@@ -13,7 +13,6 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData, SpanExporter};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// The SDK's in-memory exporter forgets its spans on shutdown; this one keeps them.
 #[derive(Debug, Clone, Default)]
@@ -40,34 +39,23 @@ async fn client_telemetry(exporter: Keep) -> Telemetry {
 }
 
 fn one_iteration(test: &str, registry: Registry, tel: &Telemetry) -> TestRun {
+    let once = Executor::PerVuIterations {
+        vus: 1,
+        iterations: 1,
+        max_duration: Duration::from_secs(60),
+    };
     TestRun {
-        test: test.into(),
-        run_id: Arc::from("trace-test"),
-        scenarios: vec![Scenario {
-            name: "default".into(),
-            start_time: Duration::ZERO,
-            graceful_stop: Duration::from_secs(30),
-            executor: Executor::PerVuIterations {
-                vus: 1,
-                iterations: 1,
-                max_duration: Duration::from_secs(60),
-            },
-            tags: Default::default(),
-        }],
-        registry: Arc::new(registry),
-        thresholds: vec![],
-        telemetry: tel.clone(),
         settings: ClientSettings {
             tls: None,
             request_timeout: Duration::from_secs(10),
         },
-        interrupt: CancellationToken::new(),
-        kill: CancellationToken::new(),
-        sinks: vec![],
-        setup_timeout: Duration::from_secs(60),
-        teardown_timeout: Duration::from_secs(60),
-        per_second: vec![],
-        segment: None,
+        ..TestRun::new(
+            test,
+            "trace-test",
+            vec![Scenario::new("default", once)],
+            registry,
+            tel.clone(),
+        )
     }
 }
 

@@ -9,7 +9,6 @@ use novaload::plan::{Executor, Scenario};
 use novaload::runner::{self, RunOutcome, TestRun};
 use novaload::telemetry::{Telemetry, TelemetryConfig};
 use novaload::thresholds::{self, ThresholdSpec};
-use novaload::workload::ClientSettings;
 use novaload::workload::ws::{WsConfig, WsWorkload, check, metric, now_ms};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -235,31 +234,19 @@ async fn run_ws_with(
     cfg.validate().expect("valid config");
     let mut registry = Registry::new();
     let workload = WsWorkload::new(cfg, &mut registry);
-    let registry = Arc::new(registry);
     let params = TestRun {
-        test: "ws".into(),
-        run_id: Arc::from("test"),
-        scenarios: vec![Scenario {
-            name: "default".into(),
-            start_time: Duration::ZERO,
-            graceful_stop,
-            executor,
-            tags: Default::default(),
-        }],
-        registry,
-        thresholds: Vec::new(),
-        telemetry,
-        settings: ClientSettings {
-            tls: None,
-            request_timeout: Duration::from_secs(60),
-        },
-        interrupt: CancellationToken::new(),
-        kill: CancellationToken::new(),
-        sinks: Vec::new(),
         setup_timeout: Duration::from_secs(10),
         teardown_timeout: Duration::from_secs(10),
-        per_second: Vec::new(),
-        segment: None,
+        ..TestRun::new(
+            "ws",
+            "test",
+            vec![Scenario {
+                graceful_stop,
+                ..Scenario::new("default", executor)
+            }],
+            registry,
+            telemetry,
+        )
     };
     let outcome = runner::run(Arc::new(workload), params).await;
     Run {
@@ -654,32 +641,26 @@ async fn memory_per_idle_connection() {
     let wl = Arc::new(WsWorkload::new(cfg, &mut registry));
     let kill = CancellationToken::new();
     let params = TestRun {
-        test: "ws".into(),
-        run_id: Arc::from("mem"),
-        scenarios: vec![Scenario {
-            name: "default".into(),
-            start_time: Duration::ZERO,
-            graceful_stop: Duration::ZERO,
-            executor: Executor::ConstantVus {
-                vus: n,
-                duration: Duration::from_secs(300),
-            },
-            tags: Default::default(),
-        }],
-        registry: Arc::new(registry),
-        thresholds: Vec::new(),
-        telemetry: Telemetry::disabled(),
-        settings: ClientSettings {
-            tls: None,
-            request_timeout: Duration::from_secs(60),
-        },
         interrupt: kill.clone(),
         kill: kill.clone(),
-        sinks: Vec::new(),
         setup_timeout: Duration::from_secs(10),
         teardown_timeout: Duration::from_secs(10),
-        per_second: Vec::new(),
-        segment: None,
+        ..TestRun::new(
+            "ws",
+            "mem",
+            vec![Scenario {
+                graceful_stop: Duration::ZERO,
+                ..Scenario::new(
+                    "default",
+                    Executor::ConstantVus {
+                        vus: n,
+                        duration: Duration::from_secs(300),
+                    },
+                )
+            }],
+            registry,
+            Telemetry::disabled(),
+        )
     };
     let before = rss_kib();
     let started = std::time::Instant::now();

@@ -62,6 +62,19 @@ pub struct Scenario {
     pub tags: BTreeMap<String, String>,
 }
 
+impl Scenario {
+    /// A scenario starting at once, with k6's default gracefulStop (30 s) and no tags.
+    pub fn new(name: &str, executor: Executor) -> Self {
+        Self {
+            name: name.into(),
+            start_time: Duration::ZERO,
+            graceful_stop: Duration::from_secs(30),
+            executor,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
 impl Executor {
     pub fn name(&self) -> &'static str {
         match self {
