@@ -1,20 +1,18 @@
 //! The HTTP client each VU owns: one keep-alive HTTP/1.1 connection (reconnecting as needed),
-//! plain TCP or rustls TLS, with k6's timing breakdown. A hyper connection rather than reqwest
-//! because reqwest hides connect/TLS/first-byte times and adds a shared pool to the hot path.
+//! plain TCP or rustls TLS, with k6's timing breakdown. Its own small HTTP/1.1 codec (httparse
+//! for the response head) rather than reqwest or hyper's client: reqwest hides connect/TLS/
+//! first-byte times and adds a shared pool to the hot path, and hyper's client runs each
+//! connection in a second task the request and response cross by channel.
 
 use crate::error::ErrorKind;
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Method};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// TLS settings shared by all VUs.
@@ -122,116 +120,53 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     }
 }
 
-/// Bytes moved and when the last request byte was written (for k6's `sending` time).
-#[derive(Default)]
-pub struct IoCounters {
-    pub written: AtomicU64,
-    pub read: AtomicU64,
-    last_write_ns: AtomicU64,
-    base: std::sync::OnceLock<Instant>,
-}
-
-impl IoCounters {
-    fn base(&self) -> Instant {
-        *self.base.get_or_init(Instant::now)
-    }
-    fn mark_write(&self) {
-        let ns = self.base().elapsed().as_nanos() as u64;
-        self.last_write_ns.store(ns, Ordering::Relaxed);
-    }
-    fn last_write(&self) -> Instant {
-        self.base() + Duration::from_nanos(self.last_write_ns.load(Ordering::Relaxed))
-    }
-}
-
-/// Plain or TLS stream, counting bytes.
-pub enum Stream {
+/// Plain or TLS stream.
+enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-pub struct CountingIo {
-    inner: Stream,
-    counters: Arc<IoCounters>,
-}
-
-impl CountingIo {
-    pub fn new(inner: Stream, counters: Arc<IoCounters>) -> Self {
-        Self { inner, counters }
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
     }
 }
 
-impl AsyncRead for CountingIo {
+impl AsyncRead for Stream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        let r = match &mut this.inner {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        };
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            this.counters.read.fetch_add(n as u64, Ordering::Relaxed);
         }
-        r
     }
 }
 
-impl AsyncWrite for CountingIo {
+impl AsyncWrite for Stream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let r = match &mut this.inner {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        };
-        if let Poll::Ready(Ok(n)) = &r {
-            this.counters
-                .written
-                .fetch_add(*n as u64, Ordering::Relaxed);
-            this.counters.mark_write();
-        }
-        r
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let r = match &mut this.inner {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        };
-        if let Poll::Ready(Ok(n)) = &r {
-            this.counters
-                .written
-                .fetch_add(*n as u64, Ordering::Relaxed);
-            this.counters.mark_write();
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        match &self.inner {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
         }
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.inner {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.inner {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
@@ -291,22 +226,107 @@ impl Origin {
             && url.host_str() == Some(self.host.as_str())
             && url.port_or_known_default() == Some(self.port)
     }
+
+    /// The Host header value: the port only when it is not the scheme's default.
+    fn host_header(&self) -> String {
+        if (self.tls && self.port == 443) || (!self.tls && self.port == 80) {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
 }
+
+/// Read buffer size for a response's first read; grown for larger bodies, and given back
+/// after one (so a VU that once fetched a big list does not keep its buffer).
+const READ_CHUNK: usize = 4 * 1024;
+const KEEP_BUFFER: usize = 64 * 1024;
+/// A response head larger than this is refused (protects the VU's memory).
+const MAX_HEAD: usize = 64 * 1024;
+/// Headers parsed per response; more is a protocol error.
+const MAX_HEADERS: usize = 100;
+/// An idle keep-alive connection older than this is checked for a close before reuse.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
 
 struct Conn {
     origin: Origin,
+    stream: Stream,
     /// The Host header for this origin, built once per connection.
-    host: HeaderValue,
-    sender: SendRequest<Full<Bytes>>,
-    counters: Arc<IoCounters>,
+    host: Vec<u8>,
+    /// Response bytes read and not yet consumed.
+    rbuf: BytesMut,
+    last_used: Instant,
 }
 
-/// A VU's HTTP client.
+/// A VU's HTTP/1.1 client.
+///
+/// Written for the load loop rather than taken from hyper: the request is serialized into one
+/// reused buffer and written with one syscall, and the response is read and parsed inside the
+/// VU's own task (hyper's client hands every request to a separate connection task through
+/// channels, two task wake-ups per request). That roughly halves novaload's user CPU per
+/// request; see bench/README.md.
 pub struct HttpClient {
     conn: Option<Conn>,
     tls: Option<TlsSettings>,
     pub timeout: Duration,
-    user_agent: HeaderValue,
+    user_agent: &'static str,
+    /// The serialized request, reused across requests.
+    wbuf: Vec<u8>,
+}
+
+/// How an exchange failed, and whether it is safe to retry on a new connection.
+struct Failure {
+    kind: ErrorKind,
+    message: String,
+    /// Nothing of a response arrived (a reused connection the server had closed).
+    before_response: bool,
+}
+
+impl Failure {
+    fn io(what: &str, e: io::Error, before_response: bool) -> Self {
+        let kind = match e.kind() {
+            io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            io::ErrorKind::InvalidData => ErrorKind::Protocol,
+            _ => ErrorKind::Connect,
+        };
+        Self {
+            kind,
+            message: format!("{what}: {e}"),
+            before_response,
+        }
+    }
+    fn protocol(message: String) -> Self {
+        Self {
+            kind: ErrorKind::Protocol,
+            message,
+            before_response: false,
+        }
+    }
+}
+
+/// Byte counts and instants of one exchange (kept outside the future so a timeout keeps them).
+#[derive(Default)]
+struct Progress {
+    sent: u64,
+    received: u64,
+    written_at: Option<Instant>,
+    first_byte_at: Option<Instant>,
+}
+
+/// The parts of a response head the client acts on.
+struct Head {
+    status: u16,
+    /// Bytes of the head in the read buffer.
+    len: usize,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+enum Framing {
+    Empty,
+    Length(usize),
+    Chunked,
+    UntilClose,
 }
 
 impl HttpClient {
@@ -315,7 +335,8 @@ impl HttpClient {
             conn: None,
             tls,
             timeout,
-            user_agent: HeaderValue::from_static(concat!("novaload/", env!("CARGO_PKG_VERSION"))),
+            user_agent: concat!("novaload/", env!("CARGO_PKG_VERSION")),
+            wbuf: Vec::with_capacity(512),
         }
     }
 
@@ -335,14 +356,12 @@ impl HttpClient {
             origin.host.trim_start_matches('[').trim_end_matches(']'),
             origin.port
         );
-        let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(addr.as_str())).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err((ErrorKind::Connect, format!("connect {addr}: {e}"))),
-            Err(_) => return Err((ErrorKind::Timeout, format!("connect {addr}: timed out"))),
+        let tcp = match TcpStream::connect(addr.as_str()).await {
+            Ok(s) => s,
+            Err(e) => return Err((ErrorKind::Connect, format!("connect {addr}: {e}"))),
         };
         let _ = tcp.set_nodelay(true);
-        t.connecting = start.elapsed().as_secs_f64() * 1000.0;
+        t.connecting = ms(start.elapsed());
         let stream = if origin.tls {
             let tls_start = Instant::now();
             let Some(tls) = &self.tls else {
@@ -350,55 +369,28 @@ impl HttpClient {
             };
             let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
                 .map_err(|e| (ErrorKind::Tls, format!("server name {}: {e}", origin.host)))?;
-            let s = match tokio::time::timeout(self.timeout, tls.connector.connect(name, tcp)).await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    return Err((ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")));
-                }
-                Err(_) => {
-                    return Err((
-                        ErrorKind::Timeout,
-                        format!("TLS handshake with {addr}: timed out"),
-                    ));
-                }
-            };
-            t.tls_handshaking = tls_start.elapsed().as_secs_f64() * 1000.0;
+            let s = tls
+                .connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| (ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")))?;
+            t.tls_handshaking = ms(tls_start.elapsed());
             Stream::Tls(Box::new(s))
         } else {
             Stream::Plain(tcp)
         };
-        let counters = Arc::new(IoCounters::default());
-        let io = TokioIo::new(CountingIo::new(stream, counters.clone()));
-        let (sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| {
-                (
-                    ErrorKind::Connect,
-                    format!("HTTP handshake with {addr}: {e}"),
-                )
-            })?;
-        tokio::spawn(async move {
-            // The connection task ends when the sender is dropped or the peer closes.
-            let _ = conn.await;
-        });
-        let host = if (origin.tls && origin.port == 443) || (!origin.tls && origin.port == 80) {
-            origin.host.clone()
-        } else {
-            format!("{}:{}", origin.host, origin.port)
-        };
         self.conn = Some(Conn {
-            host: HeaderValue::from_str(&host)
-                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            host: origin.host_header().into_bytes(),
             origin: origin.clone(),
-            sender,
-            counters,
+            stream,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            last_used: Instant::now(),
         });
         Ok(())
     }
 
     /// Sends one request and reads the whole body. Never panics; transport failures come back
-    /// as status 0 with an error kind.
+    /// as status 0 with an error kind. The timeout covers connect, TLS, send and receive.
     pub async fn send(
         &mut self,
         method: Method,
@@ -407,106 +399,393 @@ impl HttpClient {
         body: Option<Bytes>,
     ) -> HttpResponse {
         let mut t = Timings::default();
-        // the common case, the same origin as the open connection, costs no allocation
-        let reuse = matches!(&self.conn, Some(c) if c.origin.matches(url) && !c.sender.is_closed());
-        if !reuse {
-            let origin = match origin_of(url) {
-                Ok(o) => o,
-                Err(e) => return failed(e, t, 0, 0),
-            };
-            self.conn = None;
-            if let Err(e) = self.connect(&origin, &mut t).await {
-                return failed(e, t, 0, 0);
-            }
-        }
-        let conn = self.conn.as_mut().expect("connected above");
-        // path and query straight from the URL's buffer: no allocation per request
-        let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
-        let mut builder = Request::builder().method(method).uri(path);
-        if let Some(h) = builder.headers_mut() {
-            h.insert(http::header::HOST, conn.host.clone());
-            h.insert(http::header::USER_AGENT, self.user_agent.clone());
-            for (k, v) in headers {
-                h.insert(k.clone(), v.clone());
-            }
-        }
-        let req = match builder.body(Full::new(body.unwrap_or_default())) {
-            Ok(r) => r,
-            Err(e) => {
-                return failed(
-                    (ErrorKind::Other, format!("building request: {e}")),
-                    t,
-                    0,
-                    0,
-                );
-            }
-        };
-        let sent0 = conn.counters.written.load(Ordering::Relaxed);
-        let read0 = conn.counters.read.load(Ordering::Relaxed);
-        let start = Instant::now();
-        let exchange = async {
-            if let Err(e) = conn.sender.ready().await {
-                return Err((ErrorKind::Connect, format!("connection not ready: {e}")));
-            }
-            let resp = conn
-                .sender
-                .send_request(req)
-                .await
-                .map_err(|e| (classify_hyper(&e), format!("request failed: {e}")))?;
-            let headers_at = Instant::now();
-            let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| (ErrorKind::Protocol, format!("reading body: {e}")))?
-                .to_bytes();
-            Ok((status, headers_at, body))
-        };
-        let result = tokio::time::timeout(self.timeout, exchange).await;
+        let mut p = Progress::default();
+        let body = body.unwrap_or_default();
+        let started = Instant::now();
+        let timeout = self.timeout;
+        let outcome = tokio::time::timeout(
+            timeout,
+            self.send_with_retry(&method, url, headers, &body, &mut t, &mut p),
+        )
+        .await;
         let end = Instant::now();
-        let sent = conn.counters.written.load(Ordering::Relaxed) - sent0;
-        let received = conn.counters.read.load(Ordering::Relaxed) - read0;
-        match result {
-            Ok(Ok((status, headers_at, body))) => {
-                let last_write = conn.counters.last_write().clamp(start, headers_at);
-                t.sending = ms(last_write - start);
-                t.waiting = ms(headers_at - last_write);
-                t.receiving = ms(end - headers_at);
+        match outcome {
+            Ok(Ok((status, body, start))) => {
+                let written = p.written_at.unwrap_or(start).max(start);
+                let first = p.first_byte_at.unwrap_or(end).clamp(written, end);
+                t.sending = ms(written - start);
+                t.waiting = ms(first - written);
+                t.receiving = ms(end - first);
                 t.duration = t.sending + t.waiting + t.receiving;
                 HttpResponse {
                     status,
                     body,
                     timings: t,
                     error: None,
-                    bytes_sent: sent,
-                    bytes_received: received,
+                    bytes_sent: p.sent,
+                    bytes_received: p.received,
                     finished_at: end,
                 }
             }
-            Ok(Err(e)) => {
+            Ok(Err((kind, message))) => {
                 self.conn = None;
-                t.duration = ms(end - start);
-                failed(e, t, sent, received)
+                t.duration = ms(end - started);
+                failed((kind, message), t, p.sent, p.received)
             }
             Err(_) => {
                 self.conn = None;
-                t.duration = ms(end - start);
-                failed(
-                    (
-                        ErrorKind::Timeout,
-                        format!(
-                            "no response within {}",
-                            humantime::format_duration(self.timeout)
-                        ),
-                    ),
-                    t,
-                    sent,
-                    received,
-                )
+                t.duration = ms(end - started);
+                let message = format!("no response within {}", humantime::format_duration(timeout));
+                failed((ErrorKind::Timeout, message), t, p.sent, p.received)
             }
         }
     }
+
+    /// One exchange, repeated once on a new connection when a reused keep-alive connection
+    /// turns out closed before any response byte (the server's idle timeout raced us) and the
+    /// method is idempotent, as browsers and Go's client do. Returns the start of the exchange
+    /// that answered.
+    async fn send_with_retry(
+        &mut self,
+        method: &Method,
+        url: &url::Url,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &Bytes,
+        t: &mut Timings,
+        p: &mut Progress,
+    ) -> Result<(u16, Bytes, Instant), (ErrorKind, String)> {
+        let mut retried = false;
+        loop {
+            let reused = self.ensure_connected(url, t).await?;
+            let start = Instant::now();
+            match self.exchange(method, url, headers, body, p).await {
+                Ok((status, body)) => return Ok((status, body, start)),
+                Err(f) if f.before_response && reused && !retried && method.is_idempotent() => {
+                    self.conn = None;
+                    retried = true;
+                    *p = Progress::default();
+                }
+                Err(f) => return Err((f.kind, f.message)),
+            }
+        }
+    }
+
+    /// Makes sure a live connection to `url`'s origin is open; true when an existing one is
+    /// reused.
+    async fn ensure_connected(
+        &mut self,
+        url: &url::Url,
+        t: &mut Timings,
+    ) -> Result<bool, (ErrorKind, String)> {
+        if let Some(c) = &self.conn
+            && c.origin.matches(url)
+            && (c.last_used.elapsed() < IDLE_CHECK_AFTER || still_open(c.stream.tcp()))
+        {
+            return Ok(true);
+        }
+        let origin = origin_of(url)?;
+        self.conn = None;
+        self.connect(&origin, t).await?;
+        Ok(false)
+    }
+
+    async fn exchange(
+        &mut self,
+        method: &Method,
+        url: &url::Url,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &Bytes,
+        p: &mut Progress,
+    ) -> Result<(u16, Bytes), Failure> {
+        let conn = self.conn.as_mut().expect("connected by ensure_connected");
+        encode_request(
+            &mut self.wbuf,
+            method,
+            url,
+            &conn.host,
+            self.user_agent,
+            headers,
+            body,
+        );
+        conn.rbuf.clear();
+        if let Err(e) = conn.stream.write_all(&self.wbuf).await {
+            return Err(Failure::io("sending request", e, true));
+        }
+        if let Err(e) = conn.stream.flush().await {
+            return Err(Failure::io("sending request", e, true));
+        }
+        p.sent = self.wbuf.len() as u64;
+        p.written_at = Some(Instant::now());
+
+        // Response head; 1xx informational heads are skipped.
+        let head = loop {
+            match parse_head(&conn.rbuf, method)? {
+                Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
+                    conn.rbuf.advance(h.len);
+                }
+                Some(h) => break h,
+                None => {
+                    if conn.rbuf.len() >= MAX_HEAD {
+                        return Err(Failure::protocol(format!(
+                            "response head larger than {MAX_HEAD} bytes"
+                        )));
+                    }
+                    let n = read_more(conn, p).await?;
+                    if n == 0 {
+                        return Err(Failure {
+                            kind: ErrorKind::Connect,
+                            message: "connection closed before a response".into(),
+                            before_response: p.received == 0,
+                        });
+                    }
+                }
+            }
+        };
+        conn.rbuf.advance(head.len);
+
+        let body = match head.framing {
+            Framing::Empty => Bytes::new(),
+            Framing::Length(n) => {
+                while conn.rbuf.len() < n {
+                    conn.rbuf.reserve(n - conn.rbuf.len());
+                    if read_more(conn, p).await? == 0 {
+                        return Err(Failure::protocol(format!(
+                            "connection closed after {} of {n} body bytes",
+                            conn.rbuf.len()
+                        )));
+                    }
+                }
+                conn.rbuf.split_to(n).freeze()
+            }
+            Framing::Chunked => read_chunked(conn, p).await?,
+            Framing::UntilClose => {
+                while read_more(conn, p).await? > 0 {}
+                conn.rbuf.split().freeze()
+            }
+        };
+        let keep = head.keep_alive && !matches!(head.framing, Framing::UntilClose);
+        if keep {
+            conn.last_used = Instant::now();
+            if conn.rbuf.capacity() > KEEP_BUFFER {
+                conn.rbuf = BytesMut::with_capacity(READ_CHUNK);
+            }
+        } else {
+            self.conn = None;
+        }
+        Ok((head.status, body))
+    }
+}
+
+/// True when an idle connection has neither data nor a close pending: an idle HTTP/1.1
+/// connection that became readable was closed (or sent garbage) by the server.
+fn still_open(tcp: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Reads what is available into the connection's buffer; 0 at end of stream.
+async fn read_more(conn: &mut Conn, p: &mut Progress) -> Result<usize, Failure> {
+    if conn.rbuf.capacity() - conn.rbuf.len() < READ_CHUNK / 2 {
+        conn.rbuf.reserve(READ_CHUNK);
+    }
+    let before = p.received == 0;
+    match conn.stream.read_buf(&mut conn.rbuf).await {
+        Ok(n) => {
+            if n > 0 {
+                p.received += n as u64;
+                p.first_byte_at.get_or_insert_with(Instant::now);
+            }
+            Ok(n)
+        }
+        Err(e) => Err(Failure::io("reading response", e, before)),
+    }
+}
+
+/// Serializes a request head and body into `buf`. Workload headers win over the defaults
+/// (Host, User-Agent); framing headers are always novaload's own (Content-Length of `body`).
+fn encode_request(
+    buf: &mut Vec<u8>,
+    method: &Method,
+    url: &url::Url,
+    host: &[u8],
+    user_agent: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    body: &Bytes,
+) {
+    use std::io::Write as _;
+    // path and query straight from the URL's buffer
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let path = if path.is_empty() { "/" } else { path };
+    buf.clear();
+    buf.extend_from_slice(method.as_str().as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(path.as_bytes());
+    buf.extend_from_slice(b" HTTP/1.1\r\n");
+    let has = |name: &HeaderName| headers.iter().any(|(k, _)| k == name);
+    if !has(&http::header::HOST) {
+        buf.extend_from_slice(b"host: ");
+        buf.extend_from_slice(host);
+        buf.extend_from_slice(b"\r\n");
+    }
+    if !has(&http::header::USER_AGENT) {
+        buf.extend_from_slice(b"user-agent: ");
+        buf.extend_from_slice(user_agent.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+    for (k, v) in headers {
+        if k == http::header::CONTENT_LENGTH || k == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        buf.extend_from_slice(k.as_str().as_bytes());
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(v.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+    let body_expected = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if !body.is_empty() || body_expected {
+        let _ = write!(buf, "content-length: {}\r\n", body.len());
+    }
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(body);
+}
+
+/// Parses a response head at the start of `buf`; None when it is not complete yet.
+fn parse_head(buf: &[u8], method: &Method) -> Result<Option<Head>, Failure> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(Failure::protocol(format!("malformed response head: {e}"))),
+    };
+    let status = resp.code.unwrap_or(0);
+    let http11 = resp.version == Some(1);
+    let mut keep_alive = http11;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value).unwrap_or("").trim();
+            let n = v
+                .parse::<usize>()
+                .map_err(|_| Failure::protocol(format!("bad Content-Length '{v}'")))?;
+            if length.is_some_and(|m| m != n) {
+                return Err(Failure::protocol(
+                    "conflicting Content-Length headers".into(),
+                ));
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // chunked must be the final coding when present (RFC 9112 §6.1)
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        }
+    }
+    let no_body =
+        *method == Method::HEAD || (100..200).contains(&status) || status == 204 || status == 304;
+    let framing = if no_body {
+        Framing::Empty
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    } else {
+        Framing::UntilClose
+    };
+    Ok(Some(Head {
+        status,
+        len,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// Decodes a chunked body from the connection's buffer, reading more as needed. Chunk
+/// extensions and trailers are read and ignored.
+async fn read_chunked(conn: &mut Conn, p: &mut Progress) -> Result<Bytes, Failure> {
+    let mut body = BytesMut::new();
+    let closed = || Failure::protocol("connection closed inside a chunked body".into());
+    loop {
+        // chunk-size [; ext] CRLF
+        let line_end = loop {
+            if let Some(i) = find_crlf(&conn.rbuf) {
+                break i;
+            }
+            if conn.rbuf.len() > 4096 {
+                return Err(Failure::protocol("chunk size line too long".into()));
+            }
+            if read_more(conn, p).await? == 0 {
+                return Err(closed());
+            }
+        };
+        let line = &conn.rbuf[..line_end];
+        let size_hex = line
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or(b"")
+            .trim_ascii();
+        let size = std::str::from_utf8(size_hex)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+            .ok_or_else(|| {
+                Failure::protocol(format!(
+                    "bad chunk size '{}'",
+                    String::from_utf8_lossy(size_hex)
+                ))
+            })?;
+        conn.rbuf.advance(line_end + 2);
+        if size == 0 {
+            // trailer fields, then the empty line
+            loop {
+                match find_crlf(&conn.rbuf) {
+                    Some(0) => {
+                        conn.rbuf.advance(2);
+                        return Ok(body.freeze());
+                    }
+                    Some(i) => conn.rbuf.advance(i + 2),
+                    None => {
+                        if read_more(conn, p).await? == 0 {
+                            return Err(closed());
+                        }
+                    }
+                }
+            }
+        }
+        while conn.rbuf.len() < size + 2 {
+            conn.rbuf.reserve(size + 2 - conn.rbuf.len());
+            if read_more(conn, p).await? == 0 {
+                return Err(closed());
+            }
+        }
+        if &conn.rbuf[size..size + 2] != b"\r\n" {
+            return Err(Failure::protocol("chunk not followed by CRLF".into()));
+        }
+        body.extend_from_slice(&conn.rbuf[..size]);
+        conn.rbuf.advance(size + 2);
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -522,18 +801,6 @@ fn failed(e: (ErrorKind, String), timings: Timings, sent: u64, received: u64) ->
         bytes_sent: sent,
         bytes_received: received,
         finished_at: Instant::now(),
-    }
-}
-
-fn classify_hyper(e: &hyper::Error) -> ErrorKind {
-    if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
-        ErrorKind::Connect
-    } else if e.is_parse() {
-        ErrorKind::Protocol
-    } else {
-        ErrorKind::Other
     }
 }
 
@@ -556,4 +823,220 @@ fn origin_of(url: &url::Url) -> Result<Origin, (ErrorKind, String)> {
         .port_or_known_default()
         .unwrap_or(if tls { 443 } else { 80 });
     Ok(Origin { tls, host, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A raw HTTP/1.1 server on 127.0.0.1:0: for each accepted connection, reads request heads
+    /// and answers the i-th request (over all connections) with `answers[i]`, byte for byte.
+    /// After an answer marked `close`, it closes that connection. Returns the base URL and the
+    /// request heads it saw.
+    async fn raw_server(
+        answers: Vec<(&'static [u8], bool)>,
+    ) -> (url::Url, Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            let mut next = 0usize;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.parse::<usize>().unwrap());
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    buf.drain(..end + 4 + len);
+                    seen2.lock().unwrap().push(head);
+                    let Some(&(answer, close)) = answers.get(next) else {
+                        return;
+                    };
+                    next += 1;
+                    s.write_all(answer).await.unwrap();
+                    if close {
+                        break;
+                    }
+                }
+            }
+        });
+        (format!("http://{addr}/").parse().unwrap(), seen)
+    }
+
+    fn client() -> HttpClient {
+        HttpClient::new(None, Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn content_length_keep_alive_and_request_head() {
+        let (url, seen) = raw_server(vec![
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false),
+            (
+                b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok",
+                false,
+            ),
+        ])
+        .await;
+        let mut c = client();
+        let r = c
+            .send(Method::GET, &url.join("a?x=1").unwrap(), &[], None)
+            .await;
+        assert!(r.error.is_none(), "{:?}", r.error);
+        assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
+        let hdr = [(
+            HeaderName::from_static("x-test"),
+            HeaderValue::from_static("1"),
+        )];
+        let r = c
+            .send(Method::POST, &url, &hdr, Some(Bytes::from_static(b"{}")))
+            .await;
+        assert_eq!((r.status, &r.body[..]), (201, &b"ok"[..]));
+        assert_eq!(r.bytes_received, 45);
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen[0].starts_with("GET /a?x=1 HTTP/1.1\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[0].contains(&format!("host: 127.0.0.1:{}", url.port().unwrap())));
+        assert!(
+            !seen[0].contains("content-length"),
+            "GET without body: {}",
+            seen[0]
+        );
+        assert!(seen[1].contains("x-test: 1") && seen[1].contains("content-length: 2"));
+        assert_eq!(r.bytes_sent as usize, seen[1].len() + 4 + 2);
+    }
+
+    #[tokio::test]
+    async fn chunked_body_with_extensions_and_trailers() {
+        let (url, _) = raw_server(vec![
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n",
+                false,
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n!", false),
+        ])
+        .await;
+        let mut c = client();
+        let r = c.send(Method::GET, &url, &[], None).await;
+        assert_eq!(&r.body[..], b"hello, world", "{:?}", r.error);
+        // the connection is still usable: the trailer was consumed exactly
+        let r = c.send(Method::GET, &url, &[], None).await;
+        assert_eq!(&r.body[..], b"!", "{:?}", r.error);
+    }
+
+    #[tokio::test]
+    async fn informational_head_skipped_and_no_body_statuses() {
+        let (url, _) = raw_server(vec![
+            (
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+                false,
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false),
+        ])
+        .await;
+        let mut c = client();
+        let r = c.send(Method::DELETE, &url, &[], None).await;
+        assert_eq!((r.status, r.body.len()), (204, 0), "{:?}", r.error);
+        // HEAD: Content-Length describes a body that is not sent
+        let r = c.send(Method::HEAD, &url, &[], None).await;
+        assert_eq!((r.status, r.body.len()), (200, 0), "{:?}", r.error);
+    }
+
+    #[tokio::test]
+    async fn body_until_close_and_connection_close_reconnect() {
+        let (url, _) = raw_server(vec![
+            (b"HTTP/1.1 200 OK\r\n\r\nstreamed", true),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                true,
+            ),
+            (b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold", true),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast", false),
+        ])
+        .await;
+        let mut c = client();
+        for want in [&b"streamed"[..], b"ok", b"old", b"last"] {
+            let r = c.send(Method::GET, &url, &[], None).await;
+            assert_eq!(&r.body[..], want, "{:?}", r.error);
+            assert!(r.error.is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_keep_alive_connection_is_retried_for_idempotent_methods() {
+        // The first answer claims keep-alive but the server closes right after it.
+        let (url, seen) = raw_server(vec![
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na", true),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb", false),
+        ])
+        .await;
+        let mut c = client();
+        assert_eq!(&c.send(Method::GET, &url, &[], None).await.body[..], b"a");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = c.send(Method::GET, &url, &[], None).await;
+        assert_eq!(&r.body[..], b"b", "{:?}", r.error);
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn malformed_and_truncated_responses_are_protocol_errors() {
+        let (url, _) = raw_server(vec![(b"NOT HTTP\r\n\r\n", true)]).await;
+        let r = client().send(Method::GET, &url, &[], None).await;
+        assert_eq!(r.status, 0);
+        assert_eq!(r.error.unwrap().0, ErrorKind::Protocol);
+
+        let (url, _) = raw_server(vec![(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            true,
+        )])
+        .await;
+        let r = client().send(Method::GET, &url, &[], None).await;
+        let (kind, msg) = r.error.unwrap();
+        assert_eq!(kind, ErrorKind::Protocol, "{msg}");
+        assert!(msg.contains("5 of 10"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn timeout_and_refused_connection() {
+        // a server that accepts and never answers
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let mut c = HttpClient::new(None, Duration::from_millis(200));
+        let url: url::Url = format!("http://{addr}/").parse().unwrap();
+        let r = c.send(Method::GET, &url, &[], None).await;
+        assert_eq!(r.error.unwrap().0, ErrorKind::Timeout);
+        assert!(r.timings.duration >= 190.0, "{}", r.timings.duration);
+        hold.abort();
+
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let url: url::Url = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let r = client().send(Method::GET, &url, &[], None).await;
+        assert_eq!(r.error.unwrap().0, ErrorKind::Connect);
+    }
 }
