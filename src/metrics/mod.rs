@@ -10,7 +10,7 @@ mod recorder;
 mod trend;
 
 pub use agg::{Agg, MetricValues};
-pub use recorder::{Recorder, SecondSnapshot, Snapshot};
+pub use recorder::{FxHasher, Recorder, SecondSnapshot, Snapshot, thread_index};
 pub use trend::Trend;
 
 use crate::error::ErrorKind;

@@ -13,6 +13,13 @@ thread_local! {
     static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A small number unique to the calling thread (0, 1, 2, ... in order of first use): the shard
+/// index of per-thread storage here and in the live telemetry instruments.
+#[inline]
+pub fn thread_index() -> usize {
+    THREAD_INDEX.with(|i| *i)
+}
+
 /// FxHash (rustc's): the tag sets hashed on every sample are short, trusted, in-process
 /// keys, so SipHash's DoS resistance only costs time here.
 #[derive(Default, Clone, Copy)]
@@ -127,7 +134,7 @@ impl Recorder {
 
     #[inline]
     fn shard(&self) -> std::sync::MutexGuard<'_, Shard> {
-        let i = THREAD_INDEX.with(|i| *i) % self.shards.len();
+        let i = thread_index() % self.shards.len();
         // A poisoned shard only means a panic elsewhere; the data is still valid counts.
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -1,23 +1,31 @@
-//! The live instruments: one prometheus-client family per metric in [`names`](super::names),
+//! The live instruments: one Prometheus family per metric in [`names`](super::names),
 //! mirrored into OpenTelemetry instruments when OTLP export is on.
 //!
-//! Hot path: a record call hashes the label *values* it was given (borrowed `&str`s) and finds
-//! the already-registered series handle in a small per-metric cache, so steady state allocates
-//! nothing and takes only read locks. A new label combination is registered once (allocating
-//! its owned labels and the cached OTel attribute slice) under the cache's write lock.
+//! Hot path (every request records a histogram and a few counters): a record call hashes the
+//! label *values* it was given (borrowed `&str`s, FxHash a word at a time) and finds the
+//! series in the calling thread's own cache shard, so steady state allocates nothing and
+//! touches no cache line another thread writes. Counters and histograms keep one cell per
+//! thread shard and are summed when scraped; a new label combination is registered once
+//! (allocating its owned labels and OTel attribute slice) under a global lock.
+//!
+//! Histograms with exemplars are rendered by [`render_histograms`] rather than by
+//! prometheus-client: its `HistogramWithExemplars` takes a write lock shared by all threads
+//! on every observation, and its exemplar type cannot be built outside the crate.
 
 use super::names::{self, Kind, MetricName};
+use crate::metrics::{FxHasher, thread_index};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::exemplar::HistogramWithExemplars;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::hash::Hasher;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 /// Latency buckets (seconds) shared by Prometheus and OTLP histograms: 1 ms .. 60 s.
@@ -25,83 +33,129 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
     7.5, 10.0, 30.0, 60.0,
 ];
+/// Buckets including +Inf.
+const N_BUCKETS: usize = LATENCY_BUCKETS.len() + 1;
 
 /// Owned label set as registered in a family (built once per series).
 pub type Labels = Vec<(&'static str, String)>;
 
-/// The exemplar label set: `{trace_id="..."}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TraceLabel {
-    pub trace_id: String,
+/// Per-thread storage: as many shards as the recorder (more than threads keeps collisions
+/// rare when tokio adds blocking threads).
+fn shard_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(1)
+        * 2
 }
 
-#[derive(Clone)]
-pub struct HistogramCtor;
-impl MetricConstructor<HistogramWithExemplars<TraceLabel>> for HistogramCtor {
-    fn new_metric(&self) -> HistogramWithExemplars<TraceLabel> {
-        HistogramWithExemplars::new(LATENCY_BUCKETS.iter().copied())
-    }
+#[inline]
+fn my_shard(len: usize) -> usize {
+    thread_index() % len
 }
 
-/// FNV-1a: short label values, no DoS concern (labels come from our own code).
-struct Fnv(u64);
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x100000001b3);
-        }
-    }
-}
+/// Keeps each shard on its own cache lines, so threads writing neighbouring shards do not
+/// invalidate each other's.
+#[repr(align(128))]
+struct Padded<T>(T);
 
 fn hash_values(values: &[&str]) -> u64 {
-    let mut h = Fnv(0xcbf29ce484222325);
+    let mut h = FxHasher::default();
     for v in values {
         h.write(v.as_bytes());
-        h.write(&[0xff]); // separator: ("ab","c") != ("a","bc")
+        h.write_u8(0xff); // separator: ("ab","c") != ("a","bc")
     }
     h.finish()
-}
-
-/// label values (borrowed on lookup, owned once stored) → series handle.
-struct SeriesCache<V> {
-    map: RwLock<HashMap<u64, Bucket<V>>>,
 }
 
 /// Series whose label values share a hash (almost always one).
 type Bucket<V> = Vec<(Box<[Box<str>]>, V)>;
 
+/// label values (borrowed on lookup, owned once stored) → series handle.
+struct SeriesCache<V> {
+    /// One map per thread shard: a lookup takes only the calling thread's uncontended lock.
+    local: Box<[Padded<RwLock<HashMap<u64, Bucket<V>>>>]>,
+    /// Every series: the registration authority (a series is created once, under this lock).
+    all: Mutex<HashMap<u64, Bucket<V>>>,
+}
+
+fn find<'a, V>(map: &'a HashMap<u64, Bucket<V>>, h: u64, values: &[&str]) -> Option<&'a V> {
+    map.get(&h)?
+        .iter()
+        .find(|(k, _)| k.len() == values.len() && k.iter().zip(values).all(|(a, b)| **a == **b))
+        .map(|(_, v)| v)
+}
+
 impl<V: Clone> SeriesCache<V> {
     fn new() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            local: (0..shard_count())
+                .map(|_| Padded(RwLock::new(HashMap::new())))
+                .collect(),
+            all: Mutex::new(HashMap::new()),
         }
     }
 
-    fn get(&self, values: &[&str], make: impl FnOnce() -> V) -> V {
+    /// Runs `f` on the series of `values`, creating it with `make` the first time.
+    #[inline]
+    fn with<R>(&self, values: &[&str], make: impl FnOnce() -> V, f: impl FnOnce(&V) -> R) -> R {
         let h = hash_values(values);
-        let eq = |k: &[Box<str>]| {
-            k.len() == values.len() && k.iter().zip(values).all(|(a, b)| **a == **b)
-        };
-        if let Ok(map) = self.map.read()
-            && let Some(bucket) = map.get(&h)
-            && let Some((_, v)) = bucket.iter().find(|(k, _)| eq(k))
+        let local = &self.local[my_shard(self.local.len())].0;
+        if let Ok(map) = local.read()
+            && let Some(v) = find(&map, h, values)
         {
-            return v.clone();
+            return f(v);
         }
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let bucket = map.entry(h).or_default();
-        if let Some((_, v)) = bucket.iter().find(|(k, _)| eq(k)) {
-            return v.clone();
+        let v = {
+            let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+            match find(&all, h, values) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = make();
+                    all.entry(h)
+                        .or_default()
+                        .push((owned_key(values), v.clone()));
+                    v
+                }
+            }
+        };
+        let r = f(&v);
+        let mut map = local.write().unwrap_or_else(|e| e.into_inner());
+        if find(&map, h, values).is_none() {
+            map.entry(h).or_default().push((owned_key(values), v));
         }
-        let v = make();
-        let key: Box<[Box<str>]> = values.iter().map(|s| Box::<str>::from(*s)).collect();
-        bucket.push((key, v.clone()));
-        v
+        r
     }
+
+    /// Forgets every series whose leading label values equal `prefix`; returns their values.
+    fn remove_matching(&self, prefix: &[&str]) -> Vec<Box<[Box<str>]>> {
+        let hit = |k: &[Box<str>]| {
+            k.len() >= prefix.len() && k.iter().zip(prefix).all(|(a, b)| **a == **b)
+        };
+        let mut removed = Vec::new();
+        {
+            let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+            for bucket in all.values_mut() {
+                bucket.retain(|(k, _)| {
+                    if hit(k) {
+                        removed.push(k.clone());
+                    }
+                    !hit(k)
+                });
+            }
+        }
+        for local in self.local.iter() {
+            let mut map = local.0.write().unwrap_or_else(|e| e.into_inner());
+            for bucket in map.values_mut() {
+                bucket.retain(|(k, _)| !hit(k));
+            }
+        }
+        removed
+    }
+}
+
+fn owned_key(values: &[&str]) -> Box<[Box<str>]> {
+    values.iter().map(|s| Box::<str>::from(*s)).collect()
 }
 
 /// OTel attribute key for a Prometheus label (semconv keys where the label is a semconv one).
@@ -152,22 +206,67 @@ fn registry_name(m: &MetricName) -> &'static str {
 
 // ---------------------------------------------------------------- counters
 
+/// A counter with one cell per thread shard, summed when scraped.
+#[derive(Clone)]
+pub struct ShardedCounter(Arc<[Padded<AtomicU64>]>);
+
+impl Default for ShardedCounter {
+    fn default() -> Self {
+        Self(
+            (0..shard_count())
+                .map(|_| Padded(AtomicU64::new(0)))
+                .collect(),
+        )
+    }
+}
+
+impl ShardedCounter {
+    #[inline]
+    fn inc_by(&self, by: u64) {
+        self.0[my_shard(self.0.len())]
+            .0
+            .fetch_add(by, Ordering::Relaxed);
+    }
+    fn get(&self) -> u64 {
+        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl std::fmt::Debug for ShardedCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ShardedCounter({})", self.get())
+    }
+}
+
+impl TypedMetric for ShardedCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ShardedCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, u64, u64>(&self.get(), None)
+    }
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 #[derive(Clone)]
 struct CounterSeries {
-    prom: Counter,
+    prom: ShardedCounter,
     attrs: Arc<[KeyValue]>,
 }
 
 pub struct LabeledCounter {
     name: MetricName,
-    family: Family<Labels, Counter>,
+    family: Family<Labels, ShardedCounter>,
     otel: Option<opentelemetry::metrics::Counter<u64>>,
     cache: SeriesCache<CounterSeries>,
 }
 
 impl LabeledCounter {
     fn new(name: MetricName, reg: &mut Registry, meter: Option<&Meter>) -> Self {
-        let family = Family::<Labels, Counter>::default();
+        let family = Family::<Labels, ShardedCounter>::default();
         reg.register(registry_name(&name), help(&name), family.clone());
         let otel = meter.map(|m| {
             m.u64_counter(name.otel)
@@ -190,16 +289,21 @@ impl LabeledCounter {
             "{}",
             self.name.prometheus
         );
-        let s = self.cache.get(values, || CounterSeries {
-            prom: self
-                .family
-                .get_or_create_owned(&owned_labels(&self.name, values)),
-            attrs: otel_attrs(&self.name, values),
-        });
-        s.prom.inc_by(by);
-        if let Some(o) = &self.otel {
-            o.add(by, &s.attrs);
-        }
+        self.cache.with(
+            values,
+            || CounterSeries {
+                prom: self
+                    .family
+                    .get_or_create_owned(&owned_labels(&self.name, values)),
+                attrs: otel_attrs(&self.name, values),
+            },
+            |s| {
+                s.prom.inc_by(by);
+                if let Some(o) = &self.otel {
+                    o.add(by, &s.attrs);
+                }
+            },
+        );
     }
 }
 
@@ -253,58 +357,50 @@ impl LabeledGauge {
         }
     }
 
-    fn series(&self, values: &[&str]) -> GaugeSeries {
+    fn with_series(&self, values: &[&str], f: impl FnOnce(&GaugeSeries)) {
         debug_assert_eq!(
             values.len(),
             self.name.labels.len(),
             "{}",
             self.name.prometheus
         );
-        self.cache.get(values, || GaugeSeries {
-            prom: self
-                .family
-                .get_or_create_owned(&owned_labels(&self.name, values)),
-            attrs: otel_attrs(&self.name, values),
-        })
+        self.cache.with(
+            values,
+            || GaugeSeries {
+                prom: self
+                    .family
+                    .get_or_create_owned(&owned_labels(&self.name, values)),
+                attrs: otel_attrs(&self.name, values),
+            },
+            f,
+        )
     }
 
     pub fn set(&self, values: &[&str], v: i64) {
-        let s = self.series(values);
-        s.prom.set(v);
-        match &self.otel {
-            Some(OtelGauge::Gauge(g)) => g.record(v, &s.attrs),
-            Some(OtelGauge::UpDown(_)) | None => {}
-        }
+        self.with_series(values, |s| {
+            s.prom.set(v);
+            match &self.otel {
+                Some(OtelGauge::Gauge(g)) => g.record(v, &s.attrs),
+                Some(OtelGauge::UpDown(_)) | None => {}
+            }
+        });
     }
 
     pub fn add(&self, values: &[&str], delta: i64) {
-        let s = self.series(values);
-        s.prom.inc_by(delta);
-        match &self.otel {
-            Some(OtelGauge::UpDown(c)) => c.add(delta, &s.attrs),
-            Some(OtelGauge::Gauge(g)) => g.record(s.prom.get(), &s.attrs),
-            None => {}
-        }
+        self.with_series(values, |s| {
+            s.prom.inc_by(delta);
+            match &self.otel {
+                Some(OtelGauge::UpDown(c)) => c.add(delta, &s.attrs),
+                Some(OtelGauge::Gauge(g)) => g.record(s.prom.get(), &s.attrs),
+                None => {}
+            }
+        });
     }
 
     /// Removes every series whose leading label values equal `prefix` (e.g.
     /// `novaload_run_info` of a test when it finishes); OTLP sees those gauges drop to 0.
     pub fn remove_matching(&self, prefix: &[&str]) {
-        let mut removed: Vec<Box<[Box<str>]>> = Vec::new();
-        {
-            let mut map = self.cache.map.write().unwrap_or_else(|e| e.into_inner());
-            for bucket in map.values_mut() {
-                bucket.retain(|(k, _)| {
-                    let hit =
-                        k.len() >= prefix.len() && k.iter().zip(prefix).all(|(a, b)| **a == **b);
-                    if hit {
-                        removed.push(k.clone());
-                    }
-                    !hit
-                });
-            }
-        }
-        for k in removed {
+        for k in self.cache.remove_matching(prefix) {
             let values: Vec<&str> = k.iter().map(|s| &**s).collect();
             self.family.remove(&owned_labels(&self.name, &values));
             if let Some(OtelGauge::Gauge(g)) = &self.otel {
@@ -316,23 +412,115 @@ impl LabeledGauge {
 
 // ---------------------------------------------------------------- histograms
 
+/// A trace id kept as an exemplar: the hex id inline (no allocation per observation).
+#[derive(Clone, Copy)]
+struct Exemplar {
+    value: f64,
+    trace: [u8; 32],
+    trace_len: u8,
+    at: SystemTime,
+}
+
+impl Exemplar {
+    fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace[..usize::from(self.trace_len)]).unwrap_or("")
+    }
+}
+
+/// One thread shard of a histogram: per-bucket counts, the sum and each bucket's latest
+/// exemplar.
+#[derive(Clone, Copy)]
+struct HistCell {
+    counts: [u64; N_BUCKETS],
+    sum: f64,
+    exemplars: [Option<Exemplar>; N_BUCKETS],
+}
+
+impl Default for HistCell {
+    fn default() -> Self {
+        Self {
+            counts: [0; N_BUCKETS],
+            sum: 0.0,
+            exemplars: [None; N_BUCKETS],
+        }
+    }
+}
+
+/// A histogram with one cell per thread shard, merged when scraped.
+struct ShardedHistogram(Box<[Padded<Mutex<HistCell>>]>);
+
+impl ShardedHistogram {
+    fn new() -> Self {
+        Self(
+            (0..shard_count())
+                .map(|_| Padded(Mutex::new(HistCell::default())))
+                .collect(),
+        )
+    }
+
+    #[inline]
+    fn observe(&self, v: f64, trace: Option<&str>) {
+        let bucket = LATENCY_BUCKETS.partition_point(|le| *le < v);
+        let exemplar = trace.filter(|t| !t.is_empty() && t.len() <= 32).map(|t| {
+            let mut trace = [0u8; 32];
+            trace[..t.len()].copy_from_slice(t.as_bytes());
+            Exemplar {
+                value: v,
+                trace,
+                trace_len: t.len() as u8,
+                at: SystemTime::now(),
+            }
+        });
+        let mut cell = self.0[my_shard(self.0.len())]
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        cell.counts[bucket] += 1;
+        cell.sum += v;
+        if exemplar.is_some() {
+            cell.exemplars[bucket] = exemplar;
+        }
+    }
+
+    /// All shards summed; each bucket's newest exemplar.
+    fn merged(&self) -> HistCell {
+        let mut out = HistCell::default();
+        for shard in self.0.iter() {
+            let c = *shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            for i in 0..N_BUCKETS {
+                out.counts[i] += c.counts[i];
+                if let Some(e) = c.exemplars[i]
+                    && out.exemplars[i].is_none_or(|o| o.at < e.at)
+                {
+                    out.exemplars[i] = Some(e);
+                }
+            }
+            out.sum += c.sum;
+        }
+        out
+    }
+}
+
 #[derive(Clone)]
 struct HistSeries {
-    prom: HistogramWithExemplars<TraceLabel>,
+    prom: Arc<ShardedHistogram>,
     attrs: Arc<[KeyValue]>,
 }
 
-pub struct LabeledHistogram {
+/// The series of one histogram metric, for [`render_histograms`].
+pub struct HistFamily {
     name: MetricName,
-    family: Family<Labels, HistogramWithExemplars<TraceLabel>, HistogramCtor>,
+    series: RwLock<Vec<(Labels, Arc<ShardedHistogram>)>>,
+}
+
+pub struct LabeledHistogram {
+    family: Arc<HistFamily>,
     otel: Option<opentelemetry::metrics::Histogram<f64>>,
     cache: SeriesCache<HistSeries>,
 }
 
 impl LabeledHistogram {
-    fn new(name: MetricName, reg: &mut Registry, meter: Option<&Meter>) -> Self {
-        let family = Family::new_with_constructor(HistogramCtor);
-        reg.register(registry_name(&name), help(&name), family.clone());
+    fn new(name: MetricName, meter: Option<&Meter>) -> Self {
         let otel = meter.map(|m| {
             m.f64_histogram(name.otel)
                 .with_unit(name.unit)
@@ -341,8 +529,10 @@ impl LabeledHistogram {
                 .build()
         });
         Self {
-            name,
-            family,
+            family: Arc::new(HistFamily {
+                name,
+                series: RwLock::new(Vec::new()),
+            }),
             otel,
             cache: SeriesCache::new(),
         }
@@ -350,31 +540,92 @@ impl LabeledHistogram {
 
     /// Observes `v` seconds; `trace` (a *sampled* trace id) becomes the bucket's exemplar.
     pub fn observe(&self, values: &[&str], v: f64, trace: Option<&str>) {
-        debug_assert_eq!(
-            values.len(),
-            self.name.labels.len(),
-            "{}",
-            self.name.prometheus
+        let name = &self.family.name;
+        debug_assert_eq!(values.len(), name.labels.len(), "{}", name.prometheus);
+        self.cache.with(
+            values,
+            || {
+                let prom = Arc::new(ShardedHistogram::new());
+                self.family
+                    .series
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((owned_labels(name, values), prom.clone()));
+                HistSeries {
+                    prom,
+                    attrs: otel_attrs(name, values),
+                }
+            },
+            |s| {
+                s.prom.observe(v, trace);
+                if let Some(o) = &self.otel {
+                    o.record(v, &s.attrs);
+                }
+            },
         );
-        let s = self.cache.get(values, || HistSeries {
-            prom: self
-                .family
-                .get_or_create_owned(&owned_labels(&self.name, values)),
-            attrs: otel_attrs(&self.name, values),
-        });
-        match trace {
-            Some(t) if !t.is_empty() => s.prom.observe(
-                v,
-                Some(TraceLabel {
-                    trace_id: t.to_owned(),
-                }),
-                Some(SystemTime::now()),
-            ),
-            _ => s.prom.observe(v, None, None),
+    }
+}
+
+/// Appends the histogram families in the Prometheus text format (0.0.4) or, with
+/// `openmetrics`, in OpenMetrics 1.0 with each bucket's newest trace exemplar.
+pub fn render_histograms(out: &mut String, families: &[Arc<HistFamily>], openmetrics: bool) {
+    for f in families {
+        let series = f.series.read().unwrap_or_else(|e| e.into_inner());
+        if series.is_empty() {
+            continue;
         }
-        if let Some(o) = &self.otel {
-            o.record(v, &s.attrs);
+        let name = f.name.prometheus;
+        let help = if openmetrics {
+            // prometheus-client's OpenMetrics text ends HELP with a period; match it
+            format!("{}.", help(&f.name))
+        } else {
+            help(&f.name).to_owned()
+        };
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (labels, hist) in series.iter() {
+            let h = hist.merged();
+            let mut base = String::new();
+            for (k, v) in labels {
+                let _ = write!(base, "{k}=\"{}\",", escape_label(v));
+            }
+            let mut cumulative = 0u64;
+            for i in 0..N_BUCKETS {
+                cumulative += h.counts[i];
+                let le = match LATENCY_BUCKETS.get(i) {
+                    Some(b) => format!("{b:?}"),
+                    None => "+Inf".to_owned(),
+                };
+                let _ = write!(out, "{name}_bucket{{{base}le=\"{le}\"}} {cumulative}");
+                if openmetrics && let Some(e) = h.exemplars[i] {
+                    let ts =
+                        e.at.duration_since(SystemTime::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs_f64();
+                    let _ = write!(
+                        out,
+                        " # {{trace_id=\"{}\"}} {:?} {ts:.3}",
+                        e.trace_id(),
+                        e.value
+                    );
+                }
+                out.push('\n');
+            }
+            let plain = base.trim_end_matches(',');
+            let _ = writeln!(out, "{name}_sum{{{plain}}} {:?}", h.sum);
+            let _ = writeln!(out, "{name}_count{{{plain}}} {cumulative}");
         }
+    }
+}
+
+fn escape_label(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains(['\\', '"', '\n']) {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        v.into()
     }
 }
 
@@ -412,12 +663,12 @@ impl Instruments {
     pub fn new(reg: &mut Registry, meter: Option<&Meter>) -> Self {
         use names::*;
         Self {
-            http_duration: LabeledHistogram::new(HTTP_CLIENT_REQUEST_DURATION, reg, meter),
-            db_duration: LabeledHistogram::new(DB_CLIENT_OPERATION_DURATION, reg, meter),
+            http_duration: LabeledHistogram::new(HTTP_CLIENT_REQUEST_DURATION, meter),
+            db_duration: LabeledHistogram::new(DB_CLIENT_OPERATION_DURATION, meter),
             vus: LabeledGauge::new(VUS, reg, meter, false),
             vus_max: LabeledGauge::new(VUS_MAX, reg, meter, false),
             iterations: LabeledCounter::new(ITERATIONS, reg, meter),
-            iteration_duration: LabeledHistogram::new(ITERATION_DURATION, reg, meter),
+            iteration_duration: LabeledHistogram::new(ITERATION_DURATION, meter),
             dropped_iterations: LabeledCounter::new(DROPPED_ITERATIONS, reg, meter),
             checks: LabeledCounter::new(CHECKS, reg, meter),
             errors: LabeledCounter::new(ERRORS, reg, meter),
@@ -426,16 +677,34 @@ impl Instruments {
             data_received: LabeledCounter::new(DATA_RECEIVED, reg, meter),
             ws_active: LabeledGauge::new(WS_CONNECTIONS_ACTIVE, reg, meter, true),
             ws_connections: LabeledCounter::new(WS_CONNECTIONS, reg, meter),
-            ws_connect_duration: LabeledHistogram::new(WS_CONNECT_DURATION, reg, meter),
+            ws_connect_duration: LabeledHistogram::new(WS_CONNECT_DURATION, meter),
             ws_messages: LabeledCounter::new(WS_MESSAGES, reg, meter),
-            ws_latency: LabeledHistogram::new(WS_MESSAGE_LATENCY, reg, meter),
+            ws_latency: LabeledHistogram::new(WS_MESSAGE_LATENCY, meter),
             migrations_in_flight: LabeledGauge::new(MIGRATIONS_IN_FLIGHT, reg, meter, true),
             migrations: LabeledCounter::new(MIGRATIONS, reg, meter),
-            migration_duration: LabeledHistogram::new(MIGRATION_DURATION, reg, meter),
-            db_pool_acquire: LabeledHistogram::new(DB_POOL_ACQUIRE_DURATION, reg, meter),
+            migration_duration: LabeledHistogram::new(MIGRATION_DURATION, meter),
+            db_pool_acquire: LabeledHistogram::new(DB_POOL_ACQUIRE_DURATION, meter),
             db_pool_connections: LabeledGauge::new(DB_POOL_CONNECTIONS, reg, meter, false),
             run_info: LabeledGauge::new(RUN_INFO, reg, meter, false),
         }
+    }
+}
+
+impl Instruments {
+    /// The histogram families, rendered next to the registry (see [`render_histograms`]).
+    pub fn histogram_families(&self) -> Vec<Arc<HistFamily>> {
+        [
+            &self.http_duration,
+            &self.db_duration,
+            &self.iteration_duration,
+            &self.ws_connect_duration,
+            &self.ws_latency,
+            &self.migration_duration,
+            &self.db_pool_acquire,
+        ]
+        .into_iter()
+        .map(|h| h.family.clone())
+        .collect()
     }
 }
 
@@ -469,16 +738,68 @@ mod tests {
     fn cache_distinguishes_label_boundaries_and_reuses_series() {
         let c: SeriesCache<usize> = SeriesCache::new();
         let mut n = 0;
-        let a = c.get(&["ab", "c"], || {
-            n += 1;
-            1
+        let a = c.with(
+            &["ab", "c"],
+            || {
+                n += 1;
+                1
+            },
+            |v| *v,
+        );
+        let b = c.with(
+            &["a", "bc"],
+            || {
+                n += 1;
+                2
+            },
+            |v| *v,
+        );
+        let a2 = c.with(&["ab", "c"], || 99, |v| *v);
+        // another thread finds the series registered by this one, not a new one
+        let a3 =
+            std::thread::scope(|s| s.spawn(|| c.with(&["ab", "c"], || 99, |v| *v)).join()).unwrap();
+        assert_eq!((a, b, a2, a3, n), (1, 2, 1, 1, 2));
+        assert_eq!(c.remove_matching(&["ab"]).len(), 1);
+        assert_eq!(c.with(&["ab", "c"], || 7, |v| *v), 7);
+    }
+
+    #[test]
+    fn sharded_histogram_merges_threads_and_renders_both_formats() {
+        let h = LabeledHistogram::new(names::HTTP_CLIENT_REQUEST_DURATION, None);
+        let values = ["run1", "api", "default", "GET", "/x", "200", "2xx", ""];
+        let trace = "0123456789abcdef0123456789abcdef";
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        h.observe(&values, 0.002, None);
+                    }
+                });
+            }
         });
-        let b = c.get(&["a", "bc"], || {
-            n += 1;
-            2
-        });
-        let a2 = c.get(&["ab", "c"], || 99);
-        assert_eq!((a, b, a2, n), (1, 2, 1, 2));
+        h.observe(&values, 0.7, Some(trace));
+        let families = vec![h.family.clone()];
+        let mut om = String::new();
+        render_histograms(&mut om, &families, true);
+        let name = names::HTTP_CLIENT_REQUEST_DURATION.prometheus;
+        let labels = "run_id=\"run1\",test=\"api\",scenario=\"default\"";
+        assert!(om.contains(&format!("{name}_count{{{labels}")), "{om}");
+        assert!(om.contains("le=\"0.0025\"} 4000\n"), "{om}");
+        assert!(om.contains("le=\"+Inf\"} 4001\n"), "{om}");
+        assert!(
+            om.contains(&format!(
+                "le=\"0.75\"}} 4001 # {{trace_id=\"{trace}\"}} 0.7 "
+            )),
+            "{om}"
+        );
+        assert!(om.contains("} 4001\n") && om.contains("_sum{"), "{om}");
+        let mut text = String::new();
+        render_histograms(&mut text, &families, false);
+        assert!(
+            !text.contains("trace_id"),
+            "classic text has no exemplars: {text}"
+        );
+        assert!(text.contains("le=\"1.0\"} 4001\n"), "{text}");
     }
 
     #[test]

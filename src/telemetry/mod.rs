@@ -100,7 +100,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 struct Inner {
     segment: String,
     instruments: Instruments,
-    registry: Arc<Registry>,
+    registry: Arc<prometheus::Exposition>,
     tracer: Option<SdkTracer>,
     tracer_provider: Mutex<Option<SdkTracerProvider>>,
     meter_provider: Mutex<Option<SdkMeterProvider>>,
@@ -369,7 +369,10 @@ impl Telemetry {
         if let Some(m) = &meter {
             register_observables(m, &cfg.run_id, &span_stats);
         }
-        let registry = Arc::new(registry);
+        let registry = Arc::new(prometheus::Exposition {
+            registry,
+            histograms: instruments.histogram_families(),
+        });
 
         let server = match cfg.metrics_listen {
             Some(addr) => Some(prometheus::Server::start(addr, registry.clone()).await?),

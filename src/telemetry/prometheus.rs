@@ -11,6 +11,7 @@
 //! 0.0.4 from the same registry via `prometheus_text::encode`, which writes `_total` names on
 //! counter metadata and leaves exemplars out, since that format has no syntax for them.
 
+use super::instruments::{HistFamily, render_histograms};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,17 +23,28 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Renders the registry; `openmetrics` picks the format.
-pub fn render(registry: &Registry, openmetrics: bool) -> String {
+pub fn render(exposition: &Exposition, openmetrics: bool) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let r = if openmetrics {
-        prometheus_client::encoding::text::encode(&mut out, registry)
+        prometheus_client::encoding::text::encode_registry(&mut out, &exposition.registry)
     } else {
-        prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &exposition.registry)
     };
     if r.is_err() {
         out.push_str("# encoding error\n");
     }
+    render_histograms(&mut out, &exposition.histograms, openmetrics);
+    if openmetrics {
+        out.push_str("# EOF\n");
+    }
     out
+}
+
+/// Everything `/metrics` serves: the prometheus-client registry (counters, gauges,
+/// collectors) and the histograms novaload renders itself.
+pub struct Exposition {
+    pub registry: Registry,
+    pub histograms: Vec<Arc<HistFamily>>,
 }
 
 /// Whether an `Accept` header asks for OpenMetrics text.
@@ -47,7 +59,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(listen: SocketAddr, registry: Arc<Registry>) -> anyhow::Result<Self> {
+    pub async fn start(listen: SocketAddr, registry: Arc<Exposition>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(listen).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot serve /metrics on {listen}: {e} (pick another --metrics-listen address)"
@@ -90,7 +102,7 @@ impl Server {
 }
 
 fn respond<B>(
-    registry: &Registry,
+    registry: &Exposition,
     req: &http::Request<B>,
 ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
     let text = |status: u16, body: &'static str| {
