@@ -70,13 +70,14 @@ fn hash_values(values: &[&str]) -> u64 {
 
 /// Series whose label values share a hash (almost always one).
 type Bucket<V> = Vec<(Box<[Box<str>]>, V)>;
+type SeriesMap<V> = HashMap<u64, Bucket<V>>;
 
 /// label values (borrowed on lookup, owned once stored) → series handle.
 struct SeriesCache<V> {
     /// One map per thread shard: a lookup takes only the calling thread's uncontended lock.
-    local: Box<[Padded<RwLock<HashMap<u64, Bucket<V>>>>]>,
+    local: Box<[Padded<RwLock<SeriesMap<V>>>]>,
     /// Every series: the registration authority (a series is created once, under this lock).
-    all: Mutex<HashMap<u64, Bucket<V>>>,
+    all: Mutex<SeriesMap<V>>,
 }
 
 fn find<'a, V>(map: &'a HashMap<u64, Bucket<V>>, h: u64, values: &[&str]) -> Option<&'a V> {
