@@ -252,33 +252,42 @@ impl EncodeMetric for ShardedCounter {
     }
 }
 
-#[derive(Clone)]
-struct CounterSeries {
-    prom: ShardedCounter,
-    attrs: Arc<[KeyValue]>,
-}
+/// Series as the OTLP callback reads them: attributes and the live counter.
+type OtelCounterSeries = Arc<RwLock<Vec<(Arc<[KeyValue]>, ShardedCounter)>>>;
 
 pub struct LabeledCounter {
     name: MetricName,
     family: Family<Labels, ShardedCounter>,
-    otel: Option<opentelemetry::metrics::Counter<u64>>,
-    cache: SeriesCache<CounterSeries>,
+    /// Some when OTLP export is on: an observable counter's callback reports these totals at
+    /// each export, so the hot path pays nothing for OTLP (an SDK `add` hashes every attribute
+    /// with SipHash per call).
+    otel_series: Option<OtelCounterSeries>,
+    cache: SeriesCache<ShardedCounter>,
 }
 
 impl LabeledCounter {
     fn new(name: MetricName, reg: &mut Registry, meter: Option<&Meter>) -> Self {
         let family = Family::<Labels, ShardedCounter>::default();
         reg.register(registry_name(&name), help(&name), family.clone());
-        let otel = meter.map(|m| {
-            m.u64_counter(name.otel)
+        let otel_series = meter.map(|m| {
+            let series: OtelCounterSeries = Arc::default();
+            let read = series.clone();
+            let _ = m
+                .u64_observable_counter(name.otel)
                 .with_unit(name.unit)
                 .with_description(name.help)
-                .build()
+                .with_callback(move |o| {
+                    for (attrs, c) in read.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                        o.observe(c.get(), attrs);
+                    }
+                })
+                .build();
+            series
         });
         Self {
             name,
             family,
-            otel,
+            otel_series,
             cache: SeriesCache::new(),
         }
     }
@@ -292,18 +301,19 @@ impl LabeledCounter {
         );
         self.cache.with(
             values,
-            || CounterSeries {
-                prom: self
+            || {
+                let prom = self
                     .family
-                    .get_or_create_owned(&owned_labels(&self.name, values)),
-                attrs: otel_attrs(&self.name, values),
-            },
-            |s| {
-                s.prom.inc_by(by);
-                if let Some(o) = &self.otel {
-                    o.add(by, &s.attrs);
+                    .get_or_create_owned(&owned_labels(&self.name, values));
+                if let Some(series) = &self.otel_series {
+                    series
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((otel_attrs(&self.name, values), prom.clone()));
                 }
+                prom
             },
+            |c| c.inc_by(by),
         );
     }
 }
