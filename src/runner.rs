@@ -215,7 +215,7 @@ impl<W: Workload> Shared<W> {
             }
             let trace = span.as_ref().and_then(|s| s.sampled_trace_id());
             self.tel
-                .record_iteration(&vu.labels, dur.as_secs_f64(), trace.as_deref());
+                .record_iteration(&vu.live, dur.as_secs_f64(), trace.as_deref());
             if let Some(s) = span {
                 s.end(None);
             }

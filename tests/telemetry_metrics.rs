@@ -66,7 +66,7 @@ async fn started() -> Telemetry {
     t.record_check(&l, "status is 200", true);
     t.record_check(&l, "status is 200", false);
     t.record_vus(&l, 10, 20);
-    t.record_iteration(&l, 0.25, None);
+    t.record_iteration(&t.vu_series(&l), 0.25, None);
     t.record_ws_active(&l, 3);
     t.record_ws_active(&l, -1);
     t.record_migration(&l, "completed", Some(12.0), None);

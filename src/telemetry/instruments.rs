@@ -223,7 +223,7 @@ impl Default for ShardedCounter {
 
 impl ShardedCounter {
     #[inline]
-    fn inc_by(&self, by: u64) {
+    pub fn inc_by(&self, by: u64) {
         self.0[my_shard(self.0.len())]
             .0
             .fetch_add(by, Ordering::Relaxed);
@@ -293,28 +293,33 @@ impl LabeledCounter {
     }
 
     pub fn inc_by(&self, values: &[&str], by: u64) {
+        self.cache
+            .with(values, || self.create(values), |c| c.inc_by(by));
+    }
+
+    /// The series of `values`, for callers that record on it many times (a VU's own series).
+    pub fn series(&self, values: &[&str]) -> ShardedCounter {
+        self.cache
+            .with(values, || self.create(values), ShardedCounter::clone)
+    }
+
+    fn create(&self, values: &[&str]) -> ShardedCounter {
         debug_assert_eq!(
             values.len(),
             self.name.labels.len(),
             "{}",
             self.name.prometheus
         );
-        self.cache.with(
-            values,
-            || {
-                let prom = self
-                    .family
-                    .get_or_create_owned(&owned_labels(&self.name, values));
-                if let Some(series) = &self.otel_series {
-                    series
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push((otel_attrs(&self.name, values), prom.clone()));
-                }
-                prom
-            },
-            |c| c.inc_by(by),
-        );
+        let prom = self
+            .family
+            .get_or_create_owned(&owned_labels(&self.name, values));
+        if let Some(series) = &self.otel_series {
+            series
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((otel_attrs(&self.name, values), prom.clone()));
+        }
+        prom
     }
 }
 
@@ -513,7 +518,7 @@ impl ShardedHistogram {
 }
 
 #[derive(Clone)]
-struct HistSeries {
+pub struct HistSeries {
     prom: Arc<ShardedHistogram>,
     attrs: Arc<[KeyValue]>,
 }
@@ -551,29 +556,41 @@ impl LabeledHistogram {
 
     /// Observes `v` seconds; `trace` (a *sampled* trace id) becomes the bucket's exemplar.
     pub fn observe(&self, values: &[&str], v: f64, trace: Option<&str>) {
-        let name = &self.family.name;
-        debug_assert_eq!(values.len(), name.labels.len(), "{}", name.prometheus);
         self.cache.with(
             values,
-            || {
-                let prom = Arc::new(ShardedHistogram::new());
-                self.family
-                    .series
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((owned_labels(name, values), prom.clone()));
-                HistSeries {
-                    prom,
-                    attrs: otel_attrs(name, values),
-                }
-            },
-            |s| {
-                s.prom.observe(v, trace);
-                if let Some(o) = &self.otel {
-                    o.record(v, &s.attrs);
-                }
-            },
+            || self.create(values),
+            |s| self.observe_series(s, v, trace),
         );
+    }
+
+    /// The series of `values`, for callers that record on it many times (a VU's own series).
+    pub fn series(&self, values: &[&str]) -> HistSeries {
+        self.cache
+            .with(values, || self.create(values), HistSeries::clone)
+    }
+
+    /// [`LabeledHistogram::observe`] on a series from [`LabeledHistogram::series`].
+    #[inline]
+    pub fn observe_series(&self, s: &HistSeries, v: f64, trace: Option<&str>) {
+        s.prom.observe(v, trace);
+        if let Some(o) = &self.otel {
+            o.record(v, &s.attrs);
+        }
+    }
+
+    fn create(&self, values: &[&str]) -> HistSeries {
+        let name = &self.family.name;
+        debug_assert_eq!(values.len(), name.labels.len(), "{}", name.prometheus);
+        let prom = Arc::new(ShardedHistogram::new());
+        self.family
+            .series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((owned_labels(name, values), prom.clone()));
+        HistSeries {
+            prom,
+            attrs: otel_attrs(name, values),
+        }
     }
 }
 

@@ -118,6 +118,19 @@ pub struct Span {
     inner: Option<SpanInner>,
 }
 
+/// A VU's own live series (see [`Telemetry::vu_series`]); empty when telemetry is off.
+#[derive(Clone, Default)]
+pub struct VuSeries {
+    inner: Option<Arc<VuSeriesInner>>,
+}
+
+struct VuSeriesInner {
+    iterations: instruments::ShardedCounter,
+    iteration_duration: instruments::HistSeries,
+    data_sent: instruments::ShardedCounter,
+    data_received: instruments::ShardedCounter,
+}
+
 struct SpanInner {
     span: opentelemetry_sdk::trace::Span,
     labels: RunLabels,
@@ -580,13 +593,31 @@ impl Telemetry {
             i.instruments.vus_max.set(&v, max as i64);
         }
     }
-    pub fn record_iteration(&self, labels: &RunLabels, duration_s: f64, trace: Option<&str>) {
-        if let Some(i) = &self.inner {
-            let v = run_values(labels);
-            i.instruments.iterations.inc_by(&v, 1);
-            i.instruments
-                .iteration_duration
-                .observe(&v, duration_s, trace);
+    /// The live series of one VU's run labels, resolved once so the per-iteration records
+    /// below skip the series lookup.
+    pub fn vu_series(&self, labels: &RunLabels) -> VuSeries {
+        let Some(i) = &self.inner else {
+            return VuSeries::default();
+        };
+        let v = run_values(labels);
+        let m = &i.instruments;
+        VuSeries {
+            inner: Some(Arc::new(VuSeriesInner {
+                iterations: m.iterations.series(&v),
+                iteration_duration: m.iteration_duration.series(&v),
+                data_sent: m.data_sent.series(&v),
+                data_received: m.data_received.series(&v),
+            })),
+        }
+    }
+    pub fn record_iteration(&self, series: &VuSeries, duration_s: f64, trace: Option<&str>) {
+        if let (Some(i), Some(s)) = (&self.inner, &series.inner) {
+            s.iterations.inc_by(1);
+            i.instruments.iteration_duration.observe_series(
+                &s.iteration_duration,
+                duration_s,
+                trace,
+            );
         }
     }
     pub fn record_dropped_iterations(&self, labels: &RunLabels, n: u64) {
@@ -664,14 +695,13 @@ impl Telemetry {
             }
         }
     }
-    pub fn record_data(&self, labels: &RunLabels, sent: u64, received: u64) {
-        if let Some(i) = &self.inner {
-            let v = run_values(labels);
+    pub fn record_data(&self, series: &VuSeries, sent: u64, received: u64) {
+        if let Some(s) = &series.inner {
             if sent > 0 {
-                i.instruments.data_sent.inc_by(&v, sent);
+                s.data_sent.inc_by(sent);
             }
             if received > 0 {
-                i.instruments.data_received.inc_by(&v, received);
+                s.data_received.inc_by(received);
             }
         }
     }

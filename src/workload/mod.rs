@@ -16,7 +16,7 @@ pub mod ws;
 
 use crate::error::ErrorKind;
 use crate::metrics::{MetricId, Recorder, Tags, builtin};
-use crate::telemetry::{AttrValue, RunLabels, Span, SpanKind, Telemetry};
+use crate::telemetry::{AttrValue, RunLabels, Span, SpanKind, Telemetry, VuSeries};
 use ::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
 use rand::SeedableRng;
@@ -71,6 +71,8 @@ pub struct Vu {
     pub tags: Tags,
     pub rec: Arc<Recorder>,
     pub tel: Telemetry,
+    /// This VU's live series, resolved once.
+    pub live: VuSeries,
     pub http: HttpClient,
     pub settings: ClientSettings,
     pub rng: rand::rngs::SmallRng,
@@ -95,12 +97,14 @@ impl Vu {
         stop: CancellationToken,
     ) -> Self {
         let tags = Tags::scenario(&labels.scenario);
+        let live = tel.vu_series(&labels);
         Self {
             id,
             iteration: 0,
             labels,
             tags,
             rec,
+            live,
             tel,
             http: HttpClient::new(settings.tls.clone(), settings.request_timeout),
             settings,
@@ -305,7 +309,7 @@ impl Vu {
             trace.as_deref(),
         );
         self.tel
-            .record_data(&self.labels, resp.bytes_sent, resp.bytes_received);
+            .record_data(&self.live, resp.bytes_sent, resp.bytes_received);
         match (&resp.error, expected) {
             (Some((kind, msg)), _) => {
                 span.set_attribute("error.type", AttrValue::Static(kind.as_str()));
