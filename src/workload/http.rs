@@ -272,6 +272,11 @@ pub struct HttpClient {
     user_agent: &'static str,
     /// The serialized request, reused across requests.
     wbuf: Vec<u8>,
+    /// The request timeout timer, reused: rather than registering a timer per request, it
+    /// stays armed for an earlier request's deadline and, when it fires before the current
+    /// request's deadline, is re-armed for that one. Deadlines only move later, so it never
+    /// fires late, and re-arming happens about once per timeout period instead of per request.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// How an exchange failed, and whether it is safe to retry on a new connection.
@@ -337,6 +342,7 @@ impl HttpClient {
             timeout,
             user_agent: concat!("novaload/", env!("CARGO_PKG_VERSION")),
             wbuf: Vec::with_capacity(512),
+            timer: None,
         }
     }
 
@@ -403,11 +409,33 @@ impl HttpClient {
         let body = body.unwrap_or_default();
         let started = Instant::now();
         let timeout = self.timeout;
-        let outcome = tokio::time::timeout(
-            timeout,
-            self.send_with_retry(&method, url, headers, &body, &mut t, &mut p),
-        )
-        .await;
+        let deadline = tokio::time::Instant::from_std(started) + timeout;
+        let mut timer = match self.timer.take() {
+            Some(mut t) => {
+                if t.deadline() > deadline {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let outcome = {
+            let exchange = self.send_with_retry(&method, url, headers, &body, &mut t, &mut p);
+            tokio::pin!(exchange);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut exchange => break Ok(r),
+                    _ = timer.as_mut() => {
+                        if tokio::time::Instant::now() >= deadline {
+                            break Err(());
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+            }
+        };
+        self.timer = Some(timer);
         let end = Instant::now();
         match outcome {
             Ok(Ok((status, body, start))) => {
@@ -1026,10 +1054,23 @@ mod tests {
             }
         });
         let mut c = HttpClient::new(None, Duration::from_millis(200));
+        // a quick answer first, so the reused timer is armed for an earlier deadline and must
+        // be re-armed for the hanging request's own
+        let (quick, _) = raw_server(vec![(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )])
+        .await;
+        assert!(c.send(Method::GET, &quick, &[], None).await.error.is_none());
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let url: url::Url = format!("http://{addr}/").parse().unwrap();
         let r = c.send(Method::GET, &url, &[], None).await;
         assert_eq!(r.error.unwrap().0, ErrorKind::Timeout);
-        assert!(r.timings.duration >= 190.0, "{}", r.timings.duration);
+        assert!(
+            (190.0..400.0).contains(&r.timings.duration),
+            "times out after the timeout, not the earlier deadline: {}",
+            r.timings.duration
+        );
         hold.abort();
 
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
