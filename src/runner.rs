@@ -9,7 +9,7 @@ use crate::telemetry::{RunLabels, Telemetry};
 use crate::thresholds::Threshold;
 use crate::workload::{ClientSettings, Vu, Workload};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
@@ -130,6 +130,9 @@ struct Shared<W> {
     test: Arc<str>,
     /// Stop starting iterations (interrupt or abort).
     stop_new: CancellationToken,
+    /// `stop_new` mirrored into a flag for the per-iteration checks: the token's
+    /// `is_cancelled` takes a mutex shared by every VU, which showed in profiles.
+    stopping: Arc<AtomicBool>,
     /// Stop everything now.
     hard: CancellationToken,
     active_vus: AtomicI64,
@@ -165,6 +168,12 @@ impl<W: Workload> Shared<W> {
             self.settings.clone(),
             self.hard.clone(),
         )
+    }
+
+    /// Whether new iterations must not start (see `stopping`).
+    #[inline]
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Runs one iteration until it ends, `deadline` passes, or the hard stop. Returns whether
@@ -236,6 +245,15 @@ impl<W: Workload> Shared<W> {
 pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutcome {
     let started_at = chrono::Utc::now();
     let rec = Arc::new(Recorder::new(params.registry.clone()));
+    let stop_new = params.interrupt.child_token();
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        let (token, flag) = (stop_new.clone(), stopping.clone());
+        tokio::spawn(async move {
+            token.cancelled().await;
+            flag.store(true, Ordering::Release);
+        });
+    }
     let shared = Arc::new(Shared {
         workload,
         rec: rec.clone(),
@@ -243,7 +261,8 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
         settings: params.settings.clone(),
         run_id: params.run_id.clone(),
         test: Arc::from(params.test.as_str()),
-        stop_new: params.interrupt.child_token(),
+        stop_new,
+        stopping,
         hard: params.kill.child_token(),
         active_vus: AtomicI64::new(0),
         allocated_vus: AtomicU64::new(0),
@@ -454,6 +473,8 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
     }
 
     let aborted_by = aborted_by.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // the run is over: release the `stopping` watcher task
+    shared.stop_new.cancel();
     RunOutcome {
         snapshot: rec.snapshot(),
         started_at,
@@ -515,7 +536,7 @@ async fn run_scenario<W: Workload>(
                         shared.active_vus.fetch_add(1, Ordering::Relaxed);
                         // the last interval ends with the scenario: gracefulStop applies, else gracefulRampDown
                         let deadline = if to >= end { stop_deadline } else { to + grd };
-                        while tokio::time::Instant::now() < to && !shared.stop_new.is_cancelled() {
+                        while tokio::time::Instant::now() < to && !shared.is_stopping() {
                             shared.iteration(vu, Some(deadline), None).await;
                         }
                         shared.active_vus.fetch_sub(1, Ordering::Relaxed);
@@ -614,7 +635,7 @@ async fn looping_vus<W: Workload>(
             shared.active_vus.fetch_add(1, Ordering::Relaxed);
             let mut done = 0;
             while tokio::time::Instant::now() < end
-                && !shared.stop_new.is_cancelled()
+                && !shared.is_stopping()
                 && limit.take(done)
             {
                 shared.iteration(&mut vu, Some(deadline), None).await;
@@ -669,7 +690,7 @@ async fn arrival_rate<W: Workload>(
                 let next = { rx.lock().await.recv().await };
                 idle.fetch_sub(1, Ordering::Relaxed);
                 let Some(intended) = next else { break };
-                if shared.stop_new.is_cancelled() {
+                if shared.is_stopping() {
                     break;
                 }
                 if tokio::time::Instant::now() >= end {
