@@ -628,6 +628,9 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
                 cfg.ping_every = Duration::from_secs(1);
                 cfg.query_every = Duration::from_secs(2);
             }
+            if let Some(spec) = &a.ws_session {
+                (cfg.session_min, cfg.session_max) = parse_ws_session(spec)?;
+            }
             cfg.validate()?;
             let peak = options_peak(a, &prof);
             let loopback = url::Url::parse(&ep.ws_url)
@@ -714,6 +717,27 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
         workload,
         per_second,
     })
+}
+
+/// `--ws-session MIN..MAX` or `--ws-session D` (MIN = MAX = D).
+fn parse_ws_session(spec: &str) -> Result<(Duration, Duration), ConfigError> {
+    let fix = "write e.g. --ws-session 30s..60s (upstream), or one duration such as 10m";
+    let one = |s: &str| {
+        config::parse_duration(s.trim(), "--ws-session")
+            .map_err(|_| ConfigError::new("--ws-session", format!("'{s}' is not a duration"), fix))
+    };
+    let (min, max) = match spec.split_once("..") {
+        Some((a, b)) => (one(a)?, one(b)?),
+        None => (one(spec)?, one(spec)?),
+    };
+    if min.is_zero() || min > max {
+        return Err(ConfigError::new(
+            "--ws-session",
+            format!("'{spec}' is not a range of positive durations with MIN <= MAX"),
+            fix,
+        ));
+    }
+    Ok((min, max))
 }
 
 /// Peak VUs the run will reach: the CLI's --vus/--stage or the profile's.
@@ -1161,4 +1185,20 @@ fn order_of(p: &Path) -> (usize, String) {
         .position(|s| n.starts_with(s))
         .unwrap_or(9);
     (rank, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_session_takes_a_range_or_one_duration() {
+        let s = Duration::from_secs;
+        assert_eq!(parse_ws_session("30s..60s").unwrap(), (s(30), s(60)));
+        assert_eq!(parse_ws_session("10m").unwrap(), (s(600), s(600)));
+        for bad in ["60s..30s", "0s", "soon", "1s..", "..5s"] {
+            let e = parse_ws_session(bad).unwrap_err().to_string();
+            assert!(e.contains("--ws-session"), "{bad}: {e}");
+        }
+    }
 }
