@@ -631,6 +631,19 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
             if let Some(spec) = &a.ws_session {
                 (cfg.session_min, cfg.session_max) = parse_ws_session(spec)?;
             }
+            // wss:// trusts --cacert / skips verification like every other request
+            let secure = ep.ws_url.starts_with("wss://");
+            if secure || a.cacert.is_some() || a.insecure_skip_tls_verify {
+                let tls = TlsSettings::new(a.cacert.as_deref(), a.insecure_skip_tls_verify)
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "--cacert",
+                            format!("{e:#}"),
+                            "give a readable PEM file (docs/TROUBLESHOOTING.md#tls-errors)",
+                        )
+                    })?;
+                cfg.tls = Some(tls.client_config());
+            }
             cfg.validate()?;
             let peak = options_peak(a, &prof);
             let loopback = url::Url::parse(&ep.ws_url)
