@@ -811,18 +811,25 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     // `run db` in direct mode talks to the database only
     let needs_target =
         a.url.is_none() && given.is_none() && !(a.test == Some(TestName::Db) && db_direct(&a));
-    let mut embedded: Option<crate::target::TargetHandle> = None;
+    let mut embedded: Option<crate::target::Embedded> = None;
     let endpoints = if needs_target {
         let mut targs = crate::target::TargetArgs::embedded();
         let seed = plan_seed(&a);
         targs.seed_vms = seed;
-        let handle = crate::target::spawn(targs, None)
+        // client and server sockets of a ws run share this process's descriptors
+        let workers = crate::target::embedded_workers(
+            crate::distributed::ws_peak_connections(&a).unwrap_or(0),
+            true,
+            crate::target::connections_per_process(),
+        );
+        let handle = crate::target::Embedded::start(targs, workers)
             .await
             .context("starting the built-in target")?;
         if !a.quiet {
             eprintln!(
-                "novaload: no --api-url given; started the built-in NovaCron target on {} ({seed} VMs seeded)",
-                handle.base_url()
+                "novaload: no --api-url given; started the built-in NovaCron target on {}{} ({seed} VMs seeded)",
+                handle.base_url(),
+                handle.describe()
             );
         }
         let ep = Endpoints::new(&handle.base_url(), None, None, a.token.as_deref());
