@@ -204,6 +204,11 @@ pub struct RunArgs {
     /// peak, ~28,000 connections per address).
     #[arg(long, value_delimiter = ',')]
     pub source_ips: Vec<std::net::IpAddr>,
+    /// ws test: how long each session stays open, `MIN..MAX` (uniform, e.g. 30s..60s) or one
+    /// duration [default: upstream's 30s..60s]. A session longer than the run holds its
+    /// connection to the end, e.g. `--ws-session 10m` to keep 100,000 open for minutes.
+    #[arg(long, value_name = "DURATION[..DURATION]")]
+    pub ws_session: Option<String>,
 
     /// Request timeout (k6's default is 60s).
     #[arg(long, default_value = "60s")]

@@ -10,7 +10,9 @@
 //!   series carries `segment`, so `sum by (run_id)` aggregates them). Without `--start-at` the
 //!   parent picks one 2 s ahead, so all shards start on the same instant.
 //! - without `--api-url` (and without `--url`) the parent starts the built-in target once and
-//!   hands its URL to every child, so all shards load one target.
+//!   hands its URL to every child, so all shards load one target. When the run's WebSockets
+//!   exceed what one process may open, that target is itself several processes on one port
+//!   (`novaload target --workers N`, SO_REUSEPORT), sharing a temporary SQLite file.
 //! - each child runs in its own process group, so a terminal's Ctrl-C reaches only the parent,
 //!   which forwards it: first Ctrl-C/SIGTERM → `kill -INT` to every child (graceful stop, partial
 //!   results written), second → the children are killed. A child's console goes to
@@ -269,7 +271,14 @@ pub async fn run_local(a: RunArgs, workers: u64, stops: Stops) -> anyhow::Result
     if a.url.is_none() && given.is_none() {
         let mut targs = crate::target::TargetArgs::embedded();
         targs.seed_vms = session::plan_seed(&a);
-        let handle = crate::target::spawn(targs, None)
+        // the clients run in the workers; this process holds only the server's sockets, and
+        // past one process's descriptors the target spreads over processes on one port too
+        let target_workers = crate::target::embedded_workers(
+            ws_peak_connections(&a).unwrap_or(0),
+            false,
+            crate::target::connections_per_process(),
+        );
+        let handle = crate::target::Embedded::start(targs, target_workers)
             .await
             .context("starting the built-in target")?;
         let ep = crate::workload::endpoints::Endpoints::new(
@@ -280,8 +289,9 @@ pub async fn run_local(a: RunArgs, workers: u64, stops: Stops) -> anyhow::Result
         );
         if !a.quiet {
             eprintln!(
-                "novaload: started the built-in NovaCron target on {} for {workers} workers",
-                handle.base_url()
+                "novaload: started the built-in NovaCron target on {}{} for {workers} workers",
+                handle.base_url(),
+                handle.describe()
             );
         }
         target_args = vec![

@@ -7,6 +7,8 @@
 //!   thresholds and the verdict are then re-derived from the merged series
 //!   ([`Summary::derive`]); duration is the span from the earliest shard start to the latest end.
 //!   Shards are merged in segment order, so the result does not depend on argument order.
+//!   A gauge's `max` is then raised to the peak of its per-second sum over shards (gauges are
+//!   per-process totals: 6 workers holding ~16,700 WebSockets each hold 100,000 together).
 //! - Refused: shards of different runs (run id), tests, profiles, scenarios or thresholds, and a
 //!   segment given twice or overlapping. Segments that do not cover 0..1 are a missing shard:
 //!   an error, unless `allow_partial` (then the merge is marked partial, naming what is missing).
@@ -127,7 +129,8 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path, opts: MergeOptions) -> anyhow::R
                 summary,
             });
         }
-        let merged = merge_summaries(shards.clone(), opts)?;
+        let mut merged = merge_summaries(shards.clone(), opts)?;
+        raise_summed_gauge_peaks(&mut merged, &shards, stem);
         let text = json::summary_file(&merged)?;
         std::fs::write(out.join(format!("{stem}_summary.json")), text)
             .with_context(|| format!("writing {}", out.display()))?;
@@ -390,6 +393,97 @@ pub fn merge_summaries(mut shards: Vec<Shard>, opts: MergeOptions) -> anyhow::Re
         declared.into_iter().map(|(n, (k, c))| (n, k, c)).collect();
     out.derive(&declared);
     Ok(out)
+}
+
+/// Gauges here are per-process totals (VUs, open WebSockets, migrations in flight, per-second
+/// rates), so the whole run's peak is the peak of their sum over shards at one instant, not the
+/// largest shard's own peak (which is all the shard summaries hold). This reads every shard's
+/// per-second NDJSON, sums each gauge second by second (a gauge has a line only in the seconds
+/// it was set, so a shard's last value carries over), and raises the merged `max` to that peak;
+/// thresholds such as `ws_connections_active max>=80000` are then judged on the whole run.
+/// Metrics with several tagged series, or shards without a time series, are left as they are.
+fn raise_summed_gauge_peaks(summary: &mut Summary, shards: &[Shard], stem: &str) {
+    if shards.len() < 2 {
+        return;
+    }
+    let gauges: Vec<String> = summary
+        .series
+        .iter()
+        .filter(|s| matches!(s.data, SeriesData::Gauge { .. }))
+        .map(|s| s.metric.clone())
+        .filter(|m| summary.series.iter().filter(|s| &s.metric == m).count() == 1)
+        .collect();
+    if gauges.is_empty() {
+        return;
+    }
+    // per shard: metric -> second -> (max within that second, value at its end)
+    type Seconds = BTreeMap<u64, (f64, f64)>;
+    let mut per_shard: Vec<BTreeMap<String, Seconds>> = Vec::new();
+    for s in shards {
+        let Ok(file) = std::fs::File::open(s.dir.join(format!("{stem}.json"))) else {
+            return; // without every shard's time series the sum would be an undercount
+        };
+        let mut m: BTreeMap<String, Seconds> = BTreeMap::new();
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let metric = v["metric"].as_str().unwrap_or("");
+            if v["type"].as_str() != Some("Second") || !gauges.iter().any(|g| g == metric) {
+                continue;
+            }
+            let values = &v["data"]["values"];
+            let (Some(max), Some(last), Some(t)) = (
+                values["max"].as_f64(),
+                values["value"].as_f64(),
+                v["data"]["elapsed_s"].as_f64(),
+            ) else {
+                continue;
+            };
+            m.entry(metric.to_string())
+                .or_default()
+                .insert(t.round() as u64, (max, last));
+        }
+        per_shard.push(m);
+    }
+    let mut changed = false;
+    for g in &gauges {
+        let seconds: std::collections::BTreeSet<u64> = per_shard
+            .iter()
+            .filter_map(|m| m.get(g))
+            .flat_map(|x| x.keys().copied())
+            .collect();
+        let mut carried = vec![0.0; per_shard.len()];
+        let mut peak = f64::NEG_INFINITY;
+        for t in seconds {
+            let mut sum = 0.0;
+            for (i, m) in per_shard.iter().enumerate() {
+                match m.get(g).and_then(|x| x.get(&t)) {
+                    Some((max, last)) => {
+                        sum += max;
+                        carried[i] = *last;
+                    }
+                    None => sum += carried[i],
+                }
+            }
+            peak = peak.max(sum);
+        }
+        if let Some(series) = summary.series.iter_mut().find(|s| &s.metric == g)
+            && let SeriesData::Gauge { max, .. } = &mut series.data
+            && peak > *max
+        {
+            *max = peak;
+            changed = true;
+        }
+    }
+    if changed {
+        let declared: Vec<(String, MetricKind, Contains)> = summary
+            .metrics
+            .iter()
+            .map(|(n, m)| (n.clone(), m.kind, m.contains))
+            .collect();
+        summary.derive(&declared);
+    }
 }
 
 /// Merges the per-second NDJSON `<stem>.json` of every shard (rules in the module docs).

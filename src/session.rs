@@ -628,6 +628,22 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
                 cfg.ping_every = Duration::from_secs(1);
                 cfg.query_every = Duration::from_secs(2);
             }
+            if let Some(spec) = &a.ws_session {
+                (cfg.session_min, cfg.session_max) = parse_ws_session(spec)?;
+            }
+            // wss:// trusts --cacert / skips verification like every other request
+            let secure = ep.ws_url.starts_with("wss://");
+            if secure || a.cacert.is_some() || a.insecure_skip_tls_verify {
+                let tls = TlsSettings::new(a.cacert.as_deref(), a.insecure_skip_tls_verify)
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "--cacert",
+                            format!("{e:#}"),
+                            "give a readable PEM file (docs/TROUBLESHOOTING.md#tls-errors)",
+                        )
+                    })?;
+                cfg.tls = Some(tls.client_config());
+            }
             cfg.validate()?;
             let peak = options_peak(a, &prof);
             let loopback = url::Url::parse(&ep.ws_url)
@@ -716,6 +732,27 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
     })
 }
 
+/// `--ws-session MIN..MAX` or `--ws-session D` (MIN = MAX = D).
+fn parse_ws_session(spec: &str) -> Result<(Duration, Duration), ConfigError> {
+    let fix = "write e.g. --ws-session 30s..60s (upstream), or one duration such as 10m";
+    let one = |s: &str| {
+        config::parse_duration(s.trim(), "--ws-session")
+            .map_err(|_| ConfigError::new("--ws-session", format!("'{s}' is not a duration"), fix))
+    };
+    let (min, max) = match spec.split_once("..") {
+        Some((a, b)) => (one(a)?, one(b)?),
+        None => (one(spec)?, one(spec)?),
+    };
+    if min.is_zero() || min > max {
+        return Err(ConfigError::new(
+            "--ws-session",
+            format!("'{spec}' is not a range of positive durations with MIN <= MAX"),
+            fix,
+        ));
+    }
+    Ok((min, max))
+}
+
 /// Peak VUs the run will reach: the CLI's --vus/--stage or the profile's.
 fn options_peak(a: &RunArgs, prof: &crate::profile::ProfilePlan) -> u64 {
     let stage_peak = a
@@ -774,18 +811,25 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     // `run db` in direct mode talks to the database only
     let needs_target =
         a.url.is_none() && given.is_none() && !(a.test == Some(TestName::Db) && db_direct(&a));
-    let mut embedded: Option<crate::target::TargetHandle> = None;
+    let mut embedded: Option<crate::target::Embedded> = None;
     let endpoints = if needs_target {
         let mut targs = crate::target::TargetArgs::embedded();
         let seed = plan_seed(&a);
         targs.seed_vms = seed;
-        let handle = crate::target::spawn(targs, None)
+        // client and server sockets of a ws run share this process's descriptors
+        let workers = crate::target::embedded_workers(
+            crate::distributed::ws_peak_connections(&a).unwrap_or(0),
+            true,
+            crate::target::connections_per_process(),
+        );
+        let handle = crate::target::Embedded::start(targs, workers)
             .await
             .context("starting the built-in target")?;
         if !a.quiet {
             eprintln!(
-                "novaload: no --api-url given; started the built-in NovaCron target on {} ({seed} VMs seeded)",
-                handle.base_url()
+                "novaload: no --api-url given; started the built-in NovaCron target on {}{} ({seed} VMs seeded)",
+                handle.base_url(),
+                handle.describe()
             );
         }
         let ep = Endpoints::new(&handle.base_url(), None, None, a.token.as_deref());
@@ -1161,4 +1205,20 @@ fn order_of(p: &Path) -> (usize, String) {
         .position(|s| n.starts_with(s))
         .unwrap_or(9);
     (rank, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_session_takes_a_range_or_one_duration() {
+        let s = Duration::from_secs;
+        assert_eq!(parse_ws_session("30s..60s").unwrap(), (s(30), s(60)));
+        assert_eq!(parse_ws_session("10m").unwrap(), (s(600), s(600)));
+        for bad in ["60s..30s", "0s", "soon", "1s..", "..5s"] {
+            let e = parse_ws_session(bad).unwrap_err().to_string();
+            assert!(e.contains("--ws-session"), "{bad}: {e}");
+        }
+    }
 }

@@ -221,6 +221,12 @@ async fn arrival_rate_segments_merge_within_one_percent() {
         (merged - one_reqs).abs() <= one_reqs * 0.01,
         "merged {merged} vs single {one_reqs}"
     );
+    // gauges are per-process totals: the shards' VUs (7 + 7 + 6) add up to the single run's 20,
+    // where the largest shard alone has 7
+    let vus_max = |s: &Summary| s.value("vus_max", "max");
+    assert_eq!(vus_max(&one.summaries[0]), Some(20.0));
+    assert!(shards.iter().all(|(_, s)| vus_max(s) < Some(8.0)));
+    assert_eq!(vus_max(&m.summaries[0]), Some(20.0));
 }
 
 #[test]

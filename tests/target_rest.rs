@@ -530,13 +530,10 @@ async fn faults_latency_errors_and_stalls() {
 
 #[tokio::test]
 async fn invalid_arguments_are_rejected_with_the_flag_named() {
+    // several workers without a database share a temporary SQLite file (tests/target_workers.rs)
     let mut a = TargetArgs::embedded();
     a.workers = Workers::Count(2);
-    let e = a.validate().unwrap_err().to_string();
-    assert!(
-        e.contains("--workers") && e.contains("--database-url"),
-        "{e}"
-    );
+    assert!(a.validate().is_ok());
     let mut a = TargetArgs::embedded();
     a.stall_every = Some(Duration::from_secs(1));
     a.stall_for = Duration::from_secs(2);

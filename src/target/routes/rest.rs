@@ -133,6 +133,8 @@ pub async fn health(State(app): AppState) -> Response {
         "version": "1.0.0",
         "service": "novacron-api",
         "checks": {"database": if db { "ok" } else { "error" }, "storage": "ok"},
+        // which process answered: `--workers N` serves one port from N processes
+        "pid": std::process::id(),
     });
     let code = if db {
         StatusCode::OK

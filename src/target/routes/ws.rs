@@ -7,6 +7,7 @@
 //! are small (4 KiB read buffer, eager writes) so idle connections cost little. Every text frame
 //! the server sends carries `type`, `channel` and `timestamp` (epoch milliseconds).
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -27,7 +28,6 @@ type AppState = State<Arc<App>>;
 
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const KEEPALIVE: Duration = Duration::from_secs(30);
-const REALTIME_PUSH: Duration = Duration::from_secs(2);
 const DWCP_PUSH: Duration = Duration::from_millis(500);
 const MAX_SUBSCRIPTIONS: usize = 32;
 
@@ -85,7 +85,8 @@ pub async fn realtime(
             socket,
             endpoint,
             Push::Realtime { subs: Vec::new() },
-            REALTIME_PUSH,
+            // unused: the realtime period comes from `App::push_interval`
+            crate::target::ws_push::BASE,
         )
     })
 }
@@ -198,14 +199,24 @@ async fn session(
     let shutdown = app.shutdown.clone();
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
+    let realtime = matches!(push, Push::Realtime { .. });
+    if realtime {
+        app.ws_open.fetch_add(1, Ordering::Relaxed);
+    }
+    // The realtime period is asked for again after every push: under `auto` it stretches as
+    // the process fills up, so connections opened early in a ramp slow down too.
+    let period = |push: &Push| match push {
+        Push::Realtime { subs } => app.push_interval(subs.len().max(1)),
+        _ => every,
+    };
     let first = if matches!(push, Push::Dwcp { .. }) {
         // The stream answers at once, so a 5 s client sees several frames.
         Instant::now()
     } else {
-        Instant::now() + every
+        Instant::now() + period(&push)
     };
-    let mut ticks = interval_at(first, every);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let ticks = tokio::time::sleep_until(first);
+    tokio::pin!(ticks);
     let mut keepalive = interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
@@ -241,10 +252,12 @@ async fn session(
                 // Pings are answered by the protocol layer; pongs only prove liveness.
                 Some(Ok(_)) => {}
             },
-            _ = ticks.tick() => {
+            _ = &mut ticks => {
                 if !push_frames(&app, &mut socket, endpoint, &mut push).await {
                     break End::Gone;
                 }
+                // from now, not from the due instant: a late push delays the next (as Delay)
+                ticks.as_mut().reset(Instant::now() + period(&push));
             }
             _ = keepalive.tick() => {
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
@@ -266,6 +279,9 @@ async fn session(
         tracing::debug!(endpoint, "dropped a WebSocket connection (--ws-drop-rate)");
     }
     drop(socket);
+    if realtime {
+        app.ws_open.fetch_sub(1, Ordering::Relaxed);
+    }
     app.metrics
         .ws_closed(endpoint, opened.elapsed().as_secs_f64());
 }
