@@ -87,8 +87,10 @@ pub enum DbMixArg {
     /// spec §1.4's mix with its think times
     #[default]
     Upstream,
-    /// one primary-key SELECT per iteration, no think time
+    /// one primary-key SELECT per iteration, no think time (compare with `pgbench -S`)
     SelectOnly,
+    /// a primary-key SELECT and an UPDATE of the same row per iteration, no think time
+    ReadWrite,
 }
 
 /// Which test to run.
@@ -195,8 +197,10 @@ pub struct RunArgs {
     /// db --db-mode direct: PostgreSQL pool size, max connections [default: 20].
     #[arg(long)]
     pub pool_size: Option<u32>,
-    /// db --db-mode direct: the upstream operation mix, or one primary-key SELECT per iteration
-    /// without think time (to compare with `pgbench -S`).
+    /// db --db-mode direct: the upstream operation mix, or a back-to-back mix without think
+    /// time to compare with pgbench: one primary-key SELECT per iteration (`pgbench -S`), or
+    /// that SELECT plus an UPDATE of the row (bench/db.sh's pgbench script). In those, each VU
+    /// keeps one connection for the run when --pool-size >= VUs, as a pgbench client does.
     #[arg(long, value_enum, default_value_t = DbMixArg::Upstream)]
     pub db_mix: DbMixArg,
 

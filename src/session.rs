@@ -586,17 +586,22 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
                             "give --database-url postgres://USER:PASSWORD@HOST:5432/DB or set DATABASE_URL",
                         )
                     })?;
-                let mut w = DbDirectWorkload::new(url, a.pool_size.unwrap_or(20), &mut registry)
-                    .map_err(|e| {
-                        ConfigError::new(
-                            "--database-url",
-                            format!("{e:#}"),
-                            "give a postgres:// URL",
-                        )
-                    })?;
-                if a.db_mix == crate::cli::DbMixArg::SelectOnly {
-                    w.mix = DbMix::SelectOnly;
+                let pool_size = a.pool_size.unwrap_or(20);
+                if pool_size == 0 {
+                    return Err(ConfigError::new(
+                        "--pool-size",
+                        "0 connections cannot run a statement",
+                        "give --pool-size 1 or more (default 20; the pgbench comparison uses one per VU)",
+                    ));
                 }
+                let mut w = DbDirectWorkload::new(url, pool_size, &mut registry).map_err(|e| {
+                    ConfigError::new("--database-url", format!("{e:#}"), "give a postgres:// URL")
+                })?;
+                w.mix = match a.db_mix {
+                    crate::cli::DbMixArg::Upstream => DbMix::Upstream,
+                    crate::cli::DbMixArg::SelectOnly => DbMix::SelectOnly,
+                    crate::cli::DbMixArg::ReadWrite => DbMix::ReadWrite,
+                };
                 target = w.target.clone();
                 // no HTTP requests in direct mode: upstream's http_req_duration bound has no data
                 prof.thresholds.remove("http_req_duration");
@@ -714,6 +719,11 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
     }
     let thresholds = build_thresholds(&options, &a.thresholds, &registry)?;
     let mut notes = ws_notes;
+    if let WorkloadKind::DbDirect(w) = &workload {
+        // every scenario's VUs may be live at once: only then can each VU keep a connection
+        w.plan_vus(scenarios.iter().map(|s| s.executor.max_vus()).sum());
+        notes.extend(w.connection_note());
+    }
     for k in options.ignored_keys() {
         notes.push(format!(
             "option `{k}` in the scenario file is not used by novaload"

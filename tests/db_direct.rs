@@ -11,7 +11,7 @@ use novaload::runner::{self, RunOutcome, TestRun};
 use novaload::session::{self, Stops};
 use novaload::telemetry::{Telemetry, TelemetryConfig};
 use novaload::workload::ClientSettings;
-use novaload::workload::db_direct::{DbDirectWorkload, sql};
+use novaload::workload::db_direct::{ConnHold, DbDirectWorkload, DbMix, sql};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData, SpanExporter};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -162,9 +162,27 @@ impl Run {
 
 /// `vus` VUs × `iterations` each of the direct workload, think times scaled by `think`.
 async fn run_direct(url: &str, vus: u64, iterations: u64, think: f64, tel: &Telemetry) -> Run {
+    run_mix(url, DbMix::Upstream, None, vus, iterations, think, tel).await
+}
+
+/// Like [`run_direct`] with a mix, a pool of 4, and (Some) the planned VUs the session would
+/// tell the workload.
+async fn run_mix(
+    url: &str,
+    mix: DbMix,
+    planned_vus: Option<u64>,
+    vus: u64,
+    iterations: u64,
+    think: f64,
+    tel: &Telemetry,
+) -> Run {
     let mut registry = Registry::new();
     let mut w = DbDirectWorkload::new(url, 4, &mut registry).expect("valid URL");
     w.think_scale = think;
+    w.mix = mix;
+    if let Some(n) = planned_vus {
+        w.plan_vus(n);
+    }
     let params = TestRun {
         settings: ClientSettings {
             tls: None,
@@ -292,6 +310,163 @@ async fn sql_errors_become_failed_checks_without_aborting() {
     db.drop_db().await;
 }
 
+/// Failed statements land in the summary's errors-by-kind table (and SUMMARY.md) as failed
+/// HTTP requests do: on the canonical NovaCron table every statement but the aggregate fails
+/// with an SQL error, the batch transaction counting once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_errors_are_counted_by_kind_in_the_summary() {
+    let Some(admin) = admin_url() else { return };
+    let db = Db::create(&admin, None).await;
+    let mut c = db.conn().await;
+    sqlx::query(
+        "CREATE TABLE vms (id VARCHAR(255) PRIMARY KEY, name VARCHAR(255) NOT NULL, \
+         state VARCHAR(50) NOT NULL, created_at TIMESTAMP DEFAULT NOW())",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    c.close().await.ok();
+    let out = tempfile::tempdir().unwrap();
+    let o = session::run(direct_args(&db.url, out.path()), Stops::default())
+        .await
+        .unwrap();
+    let s = &o.summaries[0];
+    assert!(s.run_errors.is_empty(), "{:?}", s.run_errors);
+    // read, complex, write, search, batch, 5 rapid reads; the aggregate works, no update ran
+    assert_eq!(
+        s.errors_by_kind.iter().collect::<Vec<_>>(),
+        vec![(&"database".to_string(), &10)],
+        "{:?}",
+        s.errors_by_kind
+    );
+    // the error samples are part of the query count, not extra queries
+    assert_eq!(
+        s.metrics["db_queries_total"].values.get("count"),
+        Some(13.0)
+    );
+    let md = std::fs::read_to_string(files_named(out.path(), "SUMMARY.md")).unwrap();
+    assert!(md.contains("`database`: 10 failed requests"), "{md}");
+    db.drop_db().await;
+}
+
+/// The pgbench comparison mixes: with a pool as large as the VUs each VU acquires once and keeps
+/// its connection (pgbench's model); with more VUs than connections, once per iteration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_mixes_keep_a_connection_per_vu() {
+    let Some(admin) = admin_url() else { return };
+    let db = Db::create(&admin, None).await;
+
+    let r = run_mix(
+        &db.url,
+        DbMix::SelectOnly,
+        Some(2),
+        2,
+        25,
+        0.0,
+        &Telemetry::disabled(),
+    )
+    .await;
+    assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
+    assert_eq!(r.check("Point read ok"), (50, 0));
+    assert_eq!(r.get("db_queries_total", "count"), 50.0);
+    assert_eq!(r.get("db_read_latency", "count"), 50.0);
+    assert_eq!(r.get("db_pool_acquire_time", "count"), 2.0, "one per VU");
+    assert_eq!(r.get("db_errors", "passes"), 0.0);
+
+    let before = db
+        .scalar("SELECT COUNT(*) FROM vms WHERE name LIKE 'seed-vm-%' AND cpu_cores = 2")
+        .await;
+    assert_eq!(before, 100, "seeded with 2 cores");
+    let r = run_mix(
+        &db.url,
+        DbMix::ReadWrite,
+        Some(2),
+        2,
+        25,
+        0.0,
+        &Telemetry::disabled(),
+    )
+    .await;
+    assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
+    assert_eq!(r.check("Point read ok"), (50, 0));
+    assert_eq!(r.check("Point update ok"), (50, 0));
+    assert_eq!(r.get("db_queries_total", "count"), 100.0);
+    assert_eq!(r.get("db_reads_total", "count"), 50.0);
+    assert_eq!(r.get("db_writes_total", "count"), 50.0);
+    assert_eq!(r.get("db_write_latency", "count"), 50.0);
+    assert_eq!(r.get("db_pool_acquire_time", "count"), 2.0, "one per VU");
+    // the updates really happened: memory follows the new core count (cores × 2048 MB)
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM vms WHERE memory_mb <> cpu_cores * 2048")
+            .await,
+        0
+    );
+    assert!(
+        db.scalar("SELECT COUNT(*) FROM vms WHERE cpu_cores = 2")
+            .await
+            < 100,
+        "no VM was resized"
+    );
+
+    // 8 planned VUs > 4 connections: a connection per iteration, given back at its end
+    let r = run_mix(
+        &db.url,
+        DbMix::ReadWrite,
+        Some(8),
+        2,
+        5,
+        0.0,
+        &Telemetry::disabled(),
+    )
+    .await;
+    assert_eq!(r.check("Point update ok"), (10, 0));
+    assert_eq!(
+        r.get("db_pool_acquire_time", "count"),
+        10.0,
+        "one per iteration"
+    );
+    db.drop_db().await;
+}
+
+#[test]
+fn connection_hold_follows_the_mix_and_the_pool() {
+    let mut reg = Registry::new();
+    let mut w = DbDirectWorkload::new("postgres://u@127.0.0.1:1/x", 8, &mut reg).unwrap();
+    // upstream: every statement acquires (think time follows each)
+    w.plan_vus(2);
+    assert_eq!(w.hold(), ConnHold::Statement);
+    assert!(w.connection_note().is_none());
+    for mix in [DbMix::SelectOnly, DbMix::ReadWrite] {
+        w.mix = mix;
+        w.plan_vus(8);
+        assert_eq!(w.hold(), ConnHold::Vu);
+        assert!(
+            w.connection_note()
+                .unwrap()
+                .contains("--pool-size 8 >= 8 VUs")
+        );
+        w.plan_vus(9);
+        assert_eq!(w.hold(), ConnHold::Iteration);
+        assert!(w.connection_note().unwrap().contains("--pool-size 9"));
+        // unknown VUs: the safe choice
+        w.plan_vus(0);
+        assert_eq!(w.hold(), ConnHold::Iteration);
+    }
+}
+
+#[tokio::test]
+async fn a_pool_of_zero_is_a_config_error_naming_the_flag() {
+    let out = tempfile::tempdir().unwrap();
+    let mut a = direct_args("postgres://u@127.0.0.1:1/x", out.path());
+    a.pool_size = Some(0);
+    let e = session::plan(&a, None).err().expect("config error");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("--pool-size") && msg.contains("1 or more"),
+        "{msg}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_table_mid_run_records_failures() {
     let Some(admin) = admin_url() else { return };
@@ -356,6 +531,22 @@ fn direct_args(url: &str, out: &std::path::Path) -> RunArgs {
         service_name: "novaload".into(),
         ..RunArgs::default()
     }
+}
+
+/// The first file called `name` under `dir`.
+fn files_named(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|f| f == name) {
+                return p;
+            }
+        }
+    }
+    panic!("no {name} under {}", dir.display());
 }
 
 fn files_contain(dir: &std::path::Path, needle: &str) -> Vec<String> {

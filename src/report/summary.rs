@@ -10,6 +10,12 @@ use std::collections::BTreeMap;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The counters with one sample per workload operation, where a failed operation's sample
+/// carries its `error_kind` tag: `http_reqs` (every HTTP request) and `db_queries_total`
+/// (direct-mode SQL statements; api-mode database operations are HTTP requests). The summary's
+/// errors-by-kind table sums their tagged samples.
+pub const OPERATION_COUNTERS: [&str; 2] = ["http_reqs", "db_queries_total"];
+
 /// PASS: all thresholds met. WARNING: only non-critical thresholds missed. FAIL: a critical
 /// threshold missed, an abort, or a run error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -195,7 +201,8 @@ pub struct Summary {
     pub thresholds: Vec<ThresholdResult>,
     /// The declared thresholds, so a merge can re-evaluate them.
     pub threshold_defs: Vec<Threshold>,
-    /// Failed HTTP requests by error kind.
+    /// Failed operations by error kind: HTTP requests and direct-mode database statements
+    /// (the samples of [`OPERATION_COUNTERS`] tagged with an `error_kind`).
     pub errors_by_kind: BTreeMap<String, u64>,
     pub interrupted_iterations: u64,
     pub run_errors: Vec<String>,
@@ -280,7 +287,7 @@ impl Summary {
                 e.0 += passes;
                 e.1 += fails;
             }
-            if s.metric == "http_reqs"
+            if OPERATION_COUNTERS.contains(&s.metric.as_str())
                 && let (Some(kind), Agg::Counter { sum }) = (s.tags.error_kind, &agg)
             {
                 *errors.entry(kind.as_str().to_string()).or_default() += *sum as u64;
@@ -392,4 +399,63 @@ pub fn declared(snap: &Snapshot) -> Vec<(String, MetricKind, Contains)> {
         .defs()
         .map(|(_, d)| (d.name.clone(), d.kind, d.contains))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::metrics::{Recorder, Registry, builtin};
+    use std::sync::Arc;
+
+    #[test]
+    fn errors_by_kind_counts_failed_requests_and_statements_only() {
+        let mut reg = Registry::new();
+        let queries = reg.declare("db_queries_total", MetricKind::Counter, Contains::Default);
+        let other = reg.declare(
+            "ws_connections_failed",
+            MetricKind::Counter,
+            Contains::Default,
+        );
+        let reg = Arc::new(reg);
+        let rec = Recorder::new(reg.clone());
+        let ok = Tags::scenario(&Arc::from("default"));
+        let tagged = |k| Tags {
+            error_kind: Some(k),
+            ..ok.clone()
+        };
+        rec.record(builtin::HTTP_REQS, 5.0, &ok);
+        rec.record(builtin::HTTP_REQS, 2.0, &tagged(ErrorKind::Status));
+        rec.record(queries, 7.0, &ok);
+        rec.record(queries, 3.0, &tagged(ErrorKind::Database));
+        rec.record(queries, 1.0, &tagged(ErrorKind::Status));
+        // not an operation counter: not in the table
+        rec.record(other, 4.0, &tagged(ErrorKind::Protocol));
+        let s = Summary::build(
+            &rec.snapshot(),
+            SummaryMeta {
+                run_id: "t".into(),
+                test: "database".into(),
+                profile: "smoke".into(),
+                target: String::new(),
+                started_at: chrono::Utc::now(),
+                duration_s: 1.0,
+                partial_reason: None,
+                segment: String::new(),
+                scenarios: Vec::new(),
+                thresholds: Vec::new(),
+                interrupted_iterations: 0,
+                run_errors: Vec::new(),
+                notes: Vec::new(),
+                telemetry: Default::default(),
+            },
+        );
+        let want: BTreeMap<String, u64> = [("database".into(), 3), ("status".into(), 3)].into();
+        assert_eq!(s.errors_by_kind, want);
+        // the error samples stay part of the totals
+        assert_eq!(
+            s.metrics["db_queries_total"].values.get("count"),
+            Some(11.0)
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! The database workload, `--db-mode direct`: spec §1.4's operation mix as SQL on the reference
 //! target's PostgreSQL schema (`src/target/migrations`, after NovaCron's §4.7 `vms` table) through
 //! a sqlx pool of `--pool-size` connections, so query performance and connection pooling are
-//! measured apart: every statement first times `pool.acquire()` (`db_pool_acquire_time`), then
-//! times the statement on the acquired connection (`db_read_latency` / `db_query_latency` /
-//! `db_write_latency`).
+//! measured apart: getting a connection from the pool is timed as `db_pool_acquire_time`, each
+//! statement on the acquired connection as `db_read_latency` / `db_query_latency` /
+//! `db_write_latency` (client-side: from handing the statement to sqlx to the last row decoded,
+//! pool wait excluded).
 //!
 //! One iteration, with upstream's think times (5.5 s):
 //!
@@ -23,6 +24,28 @@
 //! writes. `db_errors` records false on success and true on failure (defect B1 fixed), once per
 //! check group; a database error fails the group's checks, never the run.
 //!
+//! Two back-to-back mixes (no think time) compare novaload with pgbench on the same server:
+//! `--db-mix select-only` (one primary-key `SELECT` of a seed VM per iteration, against
+//! `pgbench -S`) and `--db-mix read-write` (that `SELECT`, then an `UPDATE` of the same VM; the
+//! same two statements as bench/db.sh's pgbench script).
+//!
+//! Connections ([`ConnHold`]): in the upstream mix every statement acquires a connection and
+//! gives it back before its think time, as an application server's handlers share its pool. In
+//! the back-to-back mixes a VU keeps its connection for its whole life when `--pool-size` is at
+//! least the planned VUs — pgbench's model, where each client holds one connection for the run —
+//! so `db_pool_acquire_time` then has one sample per VU (opening the connection); when VUs
+//! outnumber the pool, a VU holds a connection for one iteration and returns it at the end.
+//! Returning a connection costs sqlx a round trip to the server (it pings every connection on
+//! release), which is why holding matters for the comparison.
+//!
+//! Failed statements: every failure is counted on `db_queries_total` with an `error_kind` tag
+//! (`database` for SQL errors, `timeout` for a pool that had no connection within 30 s,
+//! `connect`/`tls`/`protocol` for a broken connection, which is then dropped), so the summary's
+//! errors-by-kind table shows them as it shows failed HTTP requests; a failed three-insert
+//! transaction is one failure. Live, each statement is one `novaload_operations_total`
+//! (`SELECT vms`, `INSERT vms`, `UPDATE vms`; `ACQUIRE vms` for a failed acquire) and each
+//! failure one `novaload_errors_total`.
+//!
 //! Setup: when the `vms` table is missing, the target's migrations (`src/target/migrations`, the
 //! same `_sqlx_migrations` bookkeeping as `novaload target --database-url`) are applied; an
 //! existing `vms` table is never touched. Then 100 VMs `seed-vm-0..99` (upstream's seed bodies)
@@ -35,14 +58,15 @@
 //! (`… /*traceparent='00-…-…-01'*/`) so server-side logs and `pg_stat_activity` tie back to the
 //! trace. That makes every statement text unique, which defeats sqlx's per-connection
 //! prepared-statement cache, so traced statements run unprepared (`persistent(false)`: one
-//! unnamed parse per execution); untraced statements keep the cache.
+//! unnamed parse per execution); untraced statements are prepared once per connection and the
+//! text is never rebuilt.
 //!
 //! The database URL is a secret (it may hold a password): it is never logged, exported or shown;
 //! every error text that leaves this module goes through [`redact_url`].
 
 use super::{Vu, Workload};
 use crate::error::ErrorKind;
-use crate::metrics::{Contains, MetricId, MetricKind, Registry};
+use crate::metrics::{Contains, MetricId, MetricKind, Registry, Tags};
 use crate::telemetry::{AttrValue, Span, SpanKind};
 use anyhow::Context;
 use sqlx::pool::PoolConnection;
@@ -51,6 +75,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Row};
 use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/target/migrations");
@@ -66,8 +91,13 @@ pub mod sql {
         "SELECT state, COUNT(*) AS n FROM vms GROUP BY ROLLUP (state) ORDER BY state NULLS FIRST";
     pub const SEARCH: &str = "SELECT id, name, state, zone, cpu_cores, memory_mb, disk_gb, image, tags, created_at, updated_at FROM vms WHERE name LIKE $1 ORDER BY created_at DESC LIMIT 50";
     pub const PAGE: &str = "SELECT id, name, state, zone, cpu_cores, memory_mb, disk_gb, image, tags, created_at, updated_at FROM vms ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 10";
-    /// `--db-mix select-only`: one primary-key lookup, as `pgbench -S`.
-    pub const POINT: &str = "SELECT id, name, state FROM vms WHERE id = $1";
+    /// `--db-mix select-only` and `read-write`: seed VM `$1` by primary key, as `pgbench -S`
+    /// reads an account. The id is built server-side from the number so that a pgbench script
+    /// (which can only bind numbers) sends this very statement (bench/db.sh).
+    pub const POINT: &str = "SELECT id, name, state FROM vms WHERE id = 'seed-vm-' || $1";
+    /// `--db-mix read-write`: resize seed VM `$3` (bench/db.sh's pgbench script sends it too).
+    pub const POINT_UPDATE: &str =
+        "UPDATE vms SET cpu_cores = $1, memory_mb = $2 WHERE id = 'seed-vm-' || $3";
     pub const SEED: &str = "INSERT INTO vms (id, name, state, zone, cpu_cores, memory_mb, disk_gb, image, tags, created_at, updated_at) \
         SELECT 'seed-vm-' || i, 'seed-vm-' || i, 'running', 'us-west-1', 2, 4096, 50, 'ubuntu-22.04', '[]', $2 - i, $2 - i \
         FROM generate_series(0, $1 - 1) AS i ON CONFLICT (id) DO NOTHING";
@@ -81,6 +111,23 @@ pub enum DbMix {
     Upstream,
     /// One primary-key `SELECT` per iteration, no think time (compare with `pgbench -S`).
     SelectOnly,
+    /// A primary-key `SELECT` and an `UPDATE` of the same row per iteration, no think time
+    /// (compare with bench/db.sh's pgbench script of the same two statements).
+    ReadWrite,
+}
+
+/// How long a VU keeps a connection it took from the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnHold {
+    /// Given back after every statement: the upstream mix thinks between statements, and an
+    /// application server's handlers share its pool the same way.
+    Statement,
+    /// Kept for one iteration's statements, given back at its end: back-to-back mixes when the
+    /// VUs outnumber `--pool-size` (a VU that kept one would starve the others).
+    Iteration,
+    /// Kept for the VU's life: back-to-back mixes when every VU can have one, as each pgbench
+    /// client holds its one connection for the whole run.
+    Vu,
 }
 
 pub struct DbDirectWorkload {
@@ -96,6 +143,8 @@ pub struct DbDirectWorkload {
     /// Multiplies every think time (1.0 = upstream's; tests shorten them).
     pub think_scale: f64,
     pub mix: DbMix,
+    /// The most VUs the run may have at once (0: unknown), set by [`Self::plan_vus`].
+    planned_vus: AtomicU64,
     db_errors: MetricId,
     query_latency: MetricId,
     write_latency: MetricId,
@@ -151,6 +200,27 @@ pub fn display_target(url: &str) -> String {
     }
 }
 
+/// The closed error kind of a failed acquire or statement (a metric label and the summary's
+/// errors-by-kind key).
+pub fn error_kind(e: &sqlx::Error) -> ErrorKind {
+    match e {
+        sqlx::Error::PoolTimedOut => ErrorKind::Timeout,
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed => ErrorKind::Connect,
+        sqlx::Error::Tls(_) => ErrorKind::Tls,
+        sqlx::Error::Protocol(_) => ErrorKind::Protocol,
+        _ => ErrorKind::Database,
+    }
+}
+
+/// Whether the connection a statement failed on may be unusable (then it is dropped, not kept;
+/// after an SQL error the server has already resynchronized and the connection is fine).
+fn connection_broken(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)
+    )
+}
+
 /// What kind of database work an operation stands for.
 #[derive(Clone, Copy)]
 enum Op {
@@ -159,25 +229,60 @@ enum Op {
     Write,
 }
 
+/// The statement verbs: `db.operation.name` and the live `operation` label.
+#[derive(Clone, Copy)]
+enum Verb {
+    Select,
+    Insert,
+    Update,
+}
+
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Select => "SELECT",
+            Verb::Insert => "INSERT",
+            Verb::Update => "UPDATE",
+        }
+    }
+    /// Span name and `operation` label (low cardinality: verb and table).
+    fn label(self) -> &'static str {
+        match self {
+            Verb::Select => "SELECT vms",
+            Verb::Insert => "INSERT vms",
+            Verb::Update => "UPDATE vms",
+        }
+    }
+}
+
 /// One statement in flight: its text (with the traceparent comment when traced) and span.
 struct Stmt {
     text: Cow<'static, str>,
     persistent: bool,
-    operation: &'static str,
+    verb: Verb,
     span: Span,
     started: Instant,
 }
 
 impl Stmt {
     fn sql(&self) -> AssertSqlSafe<Cow<'static, str>> {
+        // a `'static` text is handed over as is: no copy per execution
         AssertSqlSafe(self.text.clone())
     }
 }
 
 type Conn = PoolConnection<Postgres>;
 
+/// A VU's connection (if it has one) and how long it keeps it.
+struct Lease {
+    conn: Option<Conn>,
+    hold: ConnHold,
+}
+
 /// The latency of a statement that never ran (no connection): not recorded.
 const NOT_RUN: f64 = f64::NAN;
+
+type PgQuery = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
 
 impl DbDirectWorkload {
     /// Validates the URL; the pool connects lazily (in setup or the first iteration).
@@ -201,6 +306,7 @@ impl DbDirectWorkload {
             seed_vms: 100,
             think_scale: 1.0,
             mix: DbMix::Upstream,
+            planned_vus: AtomicU64::new(0),
             db_errors: registry.declare("db_errors", MetricKind::Rate, Contains::Default),
             query_latency: registry.declare("db_query_latency", MetricKind::Trend, Contains::Time),
             write_latency: registry.declare("db_write_latency", MetricKind::Trend, Contains::Time),
@@ -214,6 +320,52 @@ impl DbDirectWorkload {
             writes: registry.declare("db_writes_total", MetricKind::Counter, Contains::Default),
             reads: registry.declare("db_reads_total", MetricKind::Counter, Contains::Default),
         })
+    }
+
+    /// Tells the workload the most VUs the run may have at once (all scenarios together), which
+    /// decides whether each VU may keep a connection ([`ConnHold`]).
+    pub fn plan_vus(&self, vus: u64) {
+        self.planned_vus.store(vus, Ordering::Relaxed);
+    }
+
+    /// How long a VU keeps a connection in this run.
+    pub fn hold(&self) -> ConnHold {
+        match self.mix {
+            DbMix::Upstream => ConnHold::Statement,
+            DbMix::SelectOnly | DbMix::ReadWrite => {
+                let vus = self.planned_vus.load(Ordering::Relaxed);
+                if vus > 0 && vus <= u64::from(self.pool_size) {
+                    ConnHold::Vu
+                } else {
+                    ConnHold::Iteration
+                }
+            }
+        }
+    }
+
+    /// A summary note on how VUs held connections (what `db_pool_acquire_time` measured), for
+    /// the back-to-back mixes.
+    pub fn connection_note(&self) -> Option<String> {
+        let vus = self.planned_vus.load(Ordering::Relaxed);
+        match self.hold() {
+            ConnHold::Statement => None,
+            ConnHold::Vu => Some(format!(
+                "db direct: each VU kept one pool connection for the whole run, as a pgbench client \
+                 does (--pool-size {} >= {vus} VUs), so db_pool_acquire_time has one sample per VU \
+                 (opening its connection)",
+                self.pool_size
+            )),
+            ConnHold::Iteration if vus == 0 => Some(format!(
+                "db direct: VUs shared --pool-size {} connections, one per iteration",
+                self.pool_size
+            )),
+            ConnHold::Iteration => Some(format!(
+                "db direct: up to {vus} VUs shared --pool-size {} connections, one per iteration \
+                 (sqlx pings a connection when it is given back: one extra round trip per \
+                 iteration); --pool-size {vus} lets each VU keep one, as pgbench clients do",
+                self.pool_size
+            )),
+        }
     }
 
     fn pool(&self) -> &PgPool {
@@ -245,7 +397,16 @@ impl DbDirectWorkload {
         .await;
     }
 
-    /// Times `pool.acquire()` (`db_pool_acquire_time`, the live pool metrics).
+    /// The lease's connection, acquiring one (timed: `db_pool_acquire_time`, the live pool
+    /// metrics) when it holds none.
+    async fn conn<'l>(&self, vu: &Vu, lease: &'l mut Lease) -> Result<&'l mut Conn, sqlx::Error> {
+        let conn = match lease.conn.take() {
+            Some(c) => c,
+            None => self.acquire(vu).await?,
+        };
+        Ok(lease.conn.insert(conn))
+    }
+
     async fn acquire(&self, vu: &Vu) -> Result<Conn, sqlx::Error> {
         let pool = self.pool();
         let started = Instant::now();
@@ -256,30 +417,40 @@ impl DbDirectWorkload {
         let size = pool.size() as u64;
         vu.tel
             .record_db_pool(&vu.labels, Some(s), idle, size.saturating_sub(idle));
-        if r.is_err() {
+        if let Err(e) = &r {
             // the statement never ran: still one failed database operation
+            let kind = error_kind(e);
             vu.tel.record_db(
                 &vu.labels,
                 "postgresql",
                 "ACQUIRE",
                 "vms",
-                Some(ErrorKind::Database),
+                Some(kind),
                 s,
                 None,
             );
+            vu.error("ACQUIRE vms", kind);
         }
         r
     }
 
+    /// After a statement: gives the connection back unless the lease keeps it, and drops it
+    /// when it may be broken.
+    fn settle(&self, lease: &mut Lease, error: Option<&sqlx::Error>) {
+        if lease.hold == ConnHold::Statement || error.is_some_and(connection_broken) {
+            lease.conn = None;
+        }
+    }
+
     /// Opens the statement's client span and builds its text.
-    fn stmt(&self, vu: &Vu, operation: &'static str, sql: &'static str) -> Stmt {
+    fn stmt(&self, vu: &Vu, verb: Verb, sql: &'static str) -> Stmt {
         let span = if vu.tel.tracing() {
             vu.span(
-                &format!("{operation} vms"),
+                verb.label(),
                 SpanKind::Client,
                 &[
                     ("db.system.name", AttrValue::Static("postgresql")),
-                    ("db.operation.name", AttrValue::Static(operation)),
+                    ("db.operation.name", AttrValue::Static(verb.name())),
                     ("db.collection.name", AttrValue::Static("vms")),
                     ("db.query.text", AttrValue::Static(sql)),
                     (
@@ -306,32 +477,35 @@ impl DbDirectWorkload {
         Stmt {
             text,
             persistent,
-            operation,
+            verb,
             span,
             started: Instant::now(),
         }
     }
 
-    /// Ends a statement: live histogram, span status. Returns its latency in ms.
+    /// Ends a statement: live histogram and operation count, span status. Returns its latency
+    /// in ms.
     fn done(&self, vu: &Vu, st: Stmt, error: Option<&sqlx::Error>) -> f64 {
         let s = st.started.elapsed().as_secs_f64();
         let trace = st.span.sampled_trace_id();
+        let kind = error.map(error_kind);
         vu.tel.record_db(
             &vu.labels,
             "postgresql",
-            st.operation,
+            st.verb.name(),
             "vms",
-            error.map(|_| ErrorKind::Database),
+            kind,
             s,
             trace.as_deref(),
         );
+        vu.tel.record_operation(&vu.labels, st.verb.label(), kind);
         let mut span = st.span;
         match error {
             Some(e) => {
                 let code = e
                     .as_database_error()
                     .and_then(|d| d.code().map(|c| c.into_owned()))
-                    .unwrap_or_else(|| "database".into());
+                    .unwrap_or_else(|| error_kind(e).as_str().into());
                 span.set_attribute("error.type", AttrValue::Str(code.clone()));
                 if let Some(d) = e.as_database_error() {
                     span.set_attribute("db.response.status_code", AttrValue::Str(code));
@@ -345,22 +519,53 @@ impl DbDirectWorkload {
         s * 1000.0
     }
 
-    /// Counts the attempt; the latency only when the statement ran (not after a failed
-    /// acquire, which `db_pool_acquire_time` already shows).
-    fn account(&self, vu: &Vu, op: Op, ms: f64, n: f64) {
-        vu.add(self.queries, n);
+    /// Records one check group's outcome: `db_errors`, the query counters (`n` statements
+    /// attempted) and the latency when the statements ran (not after a failed acquire, which
+    /// `db_pool_acquire_time` already shows). A failed group with an error (`error`) counts one
+    /// of its statements on `db_queries_total` tagged with the error kind: the summary's
+    /// errors-by-kind table.
+    fn account(
+        &self,
+        vu: &Vu,
+        op: Op,
+        ms: f64,
+        n: f64,
+        group_failed: bool,
+        error: Option<ErrorKind>,
+    ) {
         let (trend, counter) = match op {
             Op::Read => (self.read_latency, self.reads),
             Op::Query => (self.query_latency, self.reads),
             Op::Write => (self.write_latency, self.writes),
         };
+        let clean = if error.is_some() { n - 1.0 } else { n };
+        // one lock and one hash for the group's samples
+        let mut values = [
+            (self.db_errors, if group_failed { 1.0 } else { 0.0 }),
+            (counter, n),
+            (trend, ms),
+            (self.queries, clean),
+        ];
+        let mut len = 2;
         if ms.is_finite() {
-            vu.trend(trend, ms);
+            values[len] = (trend, ms);
+            len += 1;
         }
-        vu.add(counter, n);
+        if clean > 0.0 {
+            values[len] = (self.queries, clean);
+            len += 1;
+        }
+        vu.rec.record_many(&vu.tags, &values[..len]);
+        if let Some(kind) = error {
+            let tags = Tags {
+                error_kind: Some(kind),
+                ..vu.tags.clone()
+            };
+            vu.rec.record(self.queries, 1.0, &tags);
+        }
     }
 
-    /// Logs a failed statement once per kind of failure (redacted; never the URL).
+    /// Logs a failed statement (redacted; never the URL).
     fn warn(&self, what: &str, e: &sqlx::Error) {
         tracing::debug!(what, error = %self.redact(&e.to_string()), "database statement failed");
     }
@@ -370,19 +575,43 @@ impl DbDirectWorkload {
     async fn select(
         &self,
         vu: &Vu,
+        lease: &mut Lease,
         sql: &'static str,
-        bind: impl FnOnce(
-            sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
-        ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+        bind: impl FnOnce(PgQuery) -> PgQuery,
     ) -> (Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>, f64) {
-        let mut conn = match self.acquire(vu).await {
+        let conn = match self.conn(vu, lease).await {
             Ok(c) => c,
             Err(e) => return (Err(e), NOT_RUN),
         };
-        let st = self.stmt(vu, "SELECT", sql);
+        let st = self.stmt(vu, Verb::Select, sql);
         let q = bind(sqlx::query(st.sql()).persistent(st.persistent));
-        let r = q.fetch_all(&mut *conn).await;
+        let r = q.fetch_all(&mut **conn).await;
         let ms = self.done(vu, st, r.as_ref().err());
+        self.settle(lease, r.as_ref().err());
+        if let Err(e) = &r {
+            self.warn(sql, e);
+        }
+        (r, ms)
+    }
+
+    /// An UPDATE/INSERT without rows back: (rows affected or error, statement ms).
+    async fn execute(
+        &self,
+        vu: &Vu,
+        lease: &mut Lease,
+        verb: Verb,
+        sql: &'static str,
+        bind: impl FnOnce(PgQuery) -> PgQuery,
+    ) -> (Result<u64, sqlx::Error>, f64) {
+        let conn = match self.conn(vu, lease).await {
+            Ok(c) => c,
+            Err(e) => return (Err(e), NOT_RUN),
+        };
+        let st = self.stmt(vu, verb, sql);
+        let q = bind(sqlx::query(st.sql()).persistent(st.persistent));
+        let r = q.execute(&mut **conn).await.map(|d| d.rows_affected());
+        let ms = self.done(vu, st, r.as_ref().err());
+        self.settle(lease, r.as_ref().err());
         if let Err(e) = &r {
             self.warn(sql, e);
         }
@@ -398,7 +627,7 @@ impl DbDirectWorkload {
         (cpu, mem, disk): (i64, i64, i64),
         tags: &str,
     ) -> Result<String, sqlx::Error> {
-        let st = self.stmt(vu, "INSERT", sql::INSERT);
+        let st = self.stmt(vu, Verb::Insert, sql::INSERT);
         let r = sqlx::query(st.sql())
             .persistent(st.persistent)
             .bind(uuid::Uuid::new_v4().to_string())
@@ -418,9 +647,9 @@ impl DbDirectWorkload {
         r
     }
 
-    async fn iteration_upstream(&self, vu: &mut Vu) {
+    async fn iteration_upstream(&self, vu: &mut Vu, lease: &mut Lease) {
         // 1. simple read
-        let (r, ms) = self.select(vu, sql::READ, |q| q).await;
+        let (r, ms) = self.select(vu, lease, sql::READ, |q| q).await;
         let ok = [
             vu.check("DB read ok", r.is_ok()),
             vu.check(
@@ -431,13 +660,14 @@ impl DbDirectWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
-        self.account(vu, Op::Read, ms, 1.0);
+        self.account(vu, Op::Read, ms, 1.0, !ok, r.as_ref().err().map(error_kind));
         self.think(vu, 500).await;
 
         // 2. complex query
         let (r, ms) = self
-            .select(vu, sql::COMPLEX, |q| q.bind("us-west-1").bind("running"))
+            .select(vu, lease, sql::COMPLEX, |q| {
+                q.bind("us-west-1").bind("running")
+            })
             .await;
         let ok = [
             vu.check("Complex query ok", r.is_ok()),
@@ -445,8 +675,14 @@ impl DbDirectWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
-        self.account(vu, Op::Query, ms, 1.0);
+        self.account(
+            vu,
+            Op::Query,
+            ms,
+            1.0,
+            !ok,
+            r.as_ref().err().map(error_kind),
+        );
         self.think(vu, 500).await;
 
         // 3. write (tags as a JSON array, as upstream sends)
@@ -455,13 +691,13 @@ impl DbDirectWorkload {
             chrono::Utc::now().timestamp_millis(),
             vu.id
         );
-        let (r, ms) = match self.acquire(vu).await {
-            Ok(mut conn) => {
+        let (r, ms) = match self.conn(vu, lease).await {
+            Ok(conn) => {
                 let started = Instant::now();
                 let r = self
                     .insert_vm(
                         vu,
-                        &mut conn,
+                        conn,
                         &name,
                         (4, 8192, 100),
                         r#"["load-test","automated"]"#,
@@ -471,6 +707,7 @@ impl DbDirectWorkload {
             }
             Err(e) => (Err(e), NOT_RUN),
         };
+        self.settle(lease, r.as_ref().err());
         if let Err(e) = &r {
             self.warn(sql::INSERT, e);
         }
@@ -481,46 +718,47 @@ impl DbDirectWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
-        self.account(vu, Op::Write, ms, 1.0);
+        self.account(
+            vu,
+            Op::Write,
+            ms,
+            1.0,
+            !ok,
+            r.as_ref().err().map(error_kind),
+        );
         let new_id = r.ok().filter(|id| !id.is_empty());
         self.think(vu, 500).await;
 
         // 4. update
         if let Some(id) = new_id {
-            let (r, ms) = match self.acquire(vu).await {
-                Ok(mut conn) => {
-                    let st = self.stmt(vu, "UPDATE", sql::UPDATE);
-                    let r = sqlx::query(st.sql())
-                        .persistent(st.persistent)
-                        .bind(8_i64)
+            let (r, ms) = self
+                .execute(vu, lease, Verb::Update, sql::UPDATE, |q| {
+                    q.bind(8_i64)
                         .bind(16384_i64)
                         .bind(r#"["load-test","automated","updated"]"#)
                         .bind(chrono::Utc::now().timestamp_millis())
-                        .bind(&id)
-                        .execute(&mut *conn)
-                        .await;
-                    let ms = self.done(vu, st, r.as_ref().err());
-                    (r.map(|d| d.rows_affected()), ms)
-                }
-                Err(e) => (Err(e), NOT_RUN),
-            };
-            if let Err(e) = &r {
-                self.warn(sql::UPDATE, e);
-            }
+                        .bind(id)
+                })
+                .await;
             let ok = [
                 vu.check("DB update ok", r.as_ref().is_ok_and(|n| *n == 1)),
                 vu.check("DB update < 400ms", r.is_ok() && ms < 400.0),
             ]
             .iter()
             .all(|b| *b);
-            vu.rate(self.db_errors, !ok);
-            self.account(vu, Op::Write, ms, 1.0);
+            self.account(
+                vu,
+                Op::Write,
+                ms,
+                1.0,
+                !ok,
+                r.as_ref().err().map(error_kind),
+            );
         }
         self.think(vu, 500).await;
 
         // 5. aggregate: the ROLLUP row (state NULL) is the total
-        let (r, ms) = self.select(vu, sql::AGGREGATE, |q| q).await;
+        let (r, ms) = self.select(vu, lease, sql::AGGREGATE, |q| q).await;
         let has_total = r.as_ref().is_ok_and(|rows| {
             rows.iter().any(|row| {
                 row.try_get::<Option<String>, _>(0)
@@ -535,13 +773,19 @@ impl DbDirectWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
-        self.account(vu, Op::Query, ms, 1.0);
+        self.account(
+            vu,
+            Op::Query,
+            ms,
+            1.0,
+            !ok,
+            r.as_ref().err().map(error_kind),
+        );
         self.think(vu, 500).await;
 
         // 6. search
         let (r, ms) = self
-            .select(vu, sql::SEARCH, |q| q.bind("%load-test%"))
+            .select(vu, lease, sql::SEARCH, |q| q.bind("%load-test%"))
             .await;
         let ok = [
             vu.check("Search query ok", r.is_ok()),
@@ -549,17 +793,23 @@ impl DbDirectWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
-        self.account(vu, Op::Query, ms, 1.0);
+        self.account(
+            vu,
+            Op::Query,
+            ms,
+            1.0,
+            !ok,
+            r.as_ref().err().map(error_kind),
+        );
         self.think(vu, 500).await;
 
         // 7. batch: three inserts in one transaction (upstream reuses the same three names)
-        let (r, ms) = match self.acquire(vu).await {
-            Ok(mut conn) => {
+        let (r, ms) = match self.conn(vu, lease).await {
+            Ok(conn) => {
                 let started = Instant::now();
                 let r = async {
                     // dropped without commit (an insert failed): rolled back
-                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    let mut tx = sqlx::Connection::begin(&mut **conn).await?;
                     for n in 1..=3 {
                         let name = format!("batch-vm-{n}");
                         self.insert_vm(vu, &mut tx, &name, (2, 4096, 50), "[]")
@@ -572,6 +822,7 @@ impl DbDirectWorkload {
             }
             Err(e) => (Err(e), NOT_RUN),
         };
+        self.settle(lease, r.as_ref().err());
         if let Err(e) = &r {
             self.warn("batch", e);
         }
@@ -581,16 +832,22 @@ impl DbDirectWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
-        self.account(vu, Op::Write, ms, 3.0);
+        // a failed transaction is one failure, however many of its inserts ran
+        self.account(
+            vu,
+            Op::Write,
+            ms,
+            3.0,
+            !ok,
+            r.as_ref().err().map(error_kind),
+        );
         self.think(vu, 1000).await;
 
         // 8. rapid paged reads
         for i in 0..5_i64 {
-            let (r, ms) = self.select(vu, sql::PAGE, |q| q.bind(i * 10)).await;
+            let (r, ms) = self.select(vu, lease, sql::PAGE, |q| q.bind(i * 10)).await;
             let ok = vu.check("Rapid query OK", r.is_ok());
-            vu.rate(self.db_errors, !ok);
-            self.account(vu, Op::Read, ms, 1.0);
+            self.account(vu, Op::Read, ms, 1.0, !ok, r.as_ref().err().map(error_kind));
             self.think(vu, 100).await;
         }
 
@@ -598,16 +855,46 @@ impl DbDirectWorkload {
         self.think(vu, 1000).await;
     }
 
-    async fn iteration_select_only(&self, vu: &mut Vu) {
+    /// A random seed VM's number (`seed-vm-N`).
+    fn seed_vm(&self, vu: &mut Vu) -> i64 {
         use rand::Rng;
-        let id = format!("seed-vm-{}", vu.rng.random_range(0..self.seed_vms.max(1)));
-        let (r, ms) = self.select(vu, sql::POINT, |q| q.bind(id)).await;
+        i64::from(vu.rng.random_range(0..self.seed_vms.max(1)))
+    }
+
+    /// The primary-key read of the back-to-back mixes.
+    async fn point_read(&self, vu: &Vu, lease: &mut Lease, n: i64) {
+        let (r, ms) = self.select(vu, lease, sql::POINT, |q| q.bind(n)).await;
         let ok = vu.check(
             "Point read ok",
             r.as_ref().is_ok_and(|rows| rows.len() == 1),
         );
-        vu.rate(self.db_errors, !ok);
-        self.account(vu, Op::Read, ms, 1.0);
+        self.account(vu, Op::Read, ms, 1.0, !ok, r.as_ref().err().map(error_kind));
+    }
+
+    async fn iteration_select_only(&self, vu: &mut Vu, lease: &mut Lease) {
+        let n = self.seed_vm(vu);
+        self.point_read(vu, lease, n).await;
+    }
+
+    async fn iteration_read_write(&self, vu: &mut Vu, lease: &mut Lease) {
+        use rand::Rng;
+        let n = self.seed_vm(vu);
+        let cpu: i64 = vu.rng.random_range(1..=16);
+        self.point_read(vu, lease, n).await;
+        let (r, ms) = self
+            .execute(vu, lease, Verb::Update, sql::POINT_UPDATE, |q| {
+                q.bind(cpu).bind(cpu * 2048).bind(n)
+            })
+            .await;
+        let ok = vu.check("Point update ok", r.as_ref().is_ok_and(|n| *n == 1));
+        self.account(
+            vu,
+            Op::Write,
+            ms,
+            1.0,
+            !ok,
+            r.as_ref().err().map(error_kind),
+        );
     }
 
     /// Creates the schema when `vms` is missing. A failure here (no connection, no rights) is a
@@ -652,7 +939,7 @@ impl Workload for DbDirectWorkload {
             "postgresql",
             "INSERT",
             "vms",
-            r.as_ref().err().map(|_| ErrorKind::Database),
+            r.as_ref().err().map(error_kind),
             started.elapsed().as_secs_f64(),
             None,
         );
@@ -673,10 +960,26 @@ impl Workload for DbDirectWorkload {
     }
 
     async fn iteration(&self, vu: &mut Vu) {
+        // A kept connection lives in the VU between iterations; if the run cuts an iteration
+        // short, the lease is dropped with it and the connection goes back to the pool.
+        let mut slot: Box<Option<Conn>> = vu
+            .workload_state
+            .take()
+            .and_then(|b| b.downcast().ok())
+            .unwrap_or_default();
+        let mut lease = Lease {
+            conn: slot.take(),
+            hold: self.hold(),
+        };
         match self.mix {
-            DbMix::Upstream => self.iteration_upstream(vu).await,
-            DbMix::SelectOnly => self.iteration_select_only(vu).await,
+            DbMix::Upstream => self.iteration_upstream(vu, &mut lease).await,
+            DbMix::SelectOnly => self.iteration_select_only(vu, &mut lease).await,
+            DbMix::ReadWrite => self.iteration_read_write(vu, &mut lease).await,
         }
+        if lease.hold == ConnHold::Vu {
+            *slot = lease.conn.take();
+        }
+        vu.workload_state = Some(slot);
     }
 
     async fn teardown(&self, _vu: &mut Vu) -> anyhow::Result<()> {
@@ -709,6 +1012,22 @@ mod tests {
             "a=postgres://a:***@h1 b=postgres://c:***@h2"
         );
         assert_eq!(redact_url("x://"), "x://");
+    }
+
+    #[test]
+    fn sqlx_errors_map_to_closed_kinds() {
+        let io = || sqlx::Error::Io(std::io::Error::other("connection reset"));
+        assert_eq!(error_kind(&sqlx::Error::PoolTimedOut), ErrorKind::Timeout);
+        assert_eq!(error_kind(&io()), ErrorKind::Connect);
+        assert_eq!(
+            error_kind(&sqlx::Error::Protocol("bad".into())),
+            ErrorKind::Protocol
+        );
+        assert_eq!(error_kind(&sqlx::Error::RowNotFound), ErrorKind::Database);
+        // a broken connection is dropped, one after an SQL error is kept
+        assert!(connection_broken(&io()));
+        assert!(!connection_broken(&sqlx::Error::RowNotFound));
+        assert!(!connection_broken(&sqlx::Error::PoolTimedOut));
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct Vu {
     interned: Vec<Arc<str>>,
     /// The runner's per-VU timers (deadline, stop), reused across iterations.
     pub(crate) timers: Option<crate::runner::IterationTimers>,
+    /// What a workload keeps for this VU between iterations (db direct mode: the VU's pool
+    /// connection, held as a pgbench client holds its own); dropped with the VU.
+    pub workload_state: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Vu {
@@ -114,6 +117,7 @@ impl Vu {
             intended_start: None,
             interned: Vec::new(),
             timers: None,
+            workload_state: None,
         }
     }
 
