@@ -634,10 +634,7 @@ async fn looping_vus<W: Workload>(
             let mut vu = shared.new_vu(&name);
             shared.active_vus.fetch_add(1, Ordering::Relaxed);
             let mut done = 0;
-            while tokio::time::Instant::now() < end
-                && !shared.is_stopping()
-                && limit.take(done)
-            {
+            while tokio::time::Instant::now() < end && !shared.is_stopping() && limit.take(done) {
                 shared.iteration(&mut vu, Some(deadline), None).await;
                 done += 1;
             }
