@@ -143,6 +143,28 @@ async fn arrival_rate_is_accurate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrected_latency_does_not_charge_the_dispatcher_timer() {
+    // 1,500/s (starts 0.67 ms apart, off tokio's millisecond timer ticks) against an idle
+    // server: a corrected sample is the raw one plus the pickup, not plus the timer's lateness
+    // (which was ~1 ms at the median), and no start at the end of the schedule is dropped.
+    let srv = http_server::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(&format!("http://{}/", srv.addr), dir.path());
+    a.rate = Some(1500.0);
+    a.duration = Some("2s".into());
+    a.vus = Some(10);
+    let o = session::run(a, Stops::default()).await.unwrap();
+    let s = &o.summaries[0];
+    let raw = metric(s, "http_req_duration", "med");
+    let corrected = metric(s, "http_req_duration_corrected", "med");
+    assert!(
+        corrected - raw < 0.5,
+        "corrected median {corrected} ms vs raw {raw} ms on an idle server"
+    );
+    assert!(s.value("dropped_iterations", "count").unwrap_or(0.0) == 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinated_omission_is_corrected_under_a_stall() {
     // 100 req/s with one connection; the server stalls for 1 s at t=1 s
     let srv = http_server::start(Some(http_server::Stall {
