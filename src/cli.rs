@@ -205,7 +205,7 @@ pub struct RunArgs {
     pub db_mix: DbMixArg,
 
     /// ws test: loopback source addresses to bind, comma-separated (default: planned from the
-    /// peak, ~28,000 connections per address).
+    /// peak, ~10,000 connections per address: binding gets slow as an address fills).
     #[arg(long, value_delimiter = ',')]
     pub source_ips: Vec<std::net::IpAddr>,
     /// ws test: how long each session stays open, `MIN..MAX` (uniform, e.g. 30s..60s) or one

@@ -98,12 +98,13 @@ pub mod ws_push {
     /// The period while the process is lightly loaded (what small runs and the tests see).
     pub const BASE: Duration = Duration::from_secs(2);
     /// Push frames one server process sends per second at most in `auto`. A frame costs the
-    /// target a JSON encode and a write and the client a read, a parse and four checks, ~7 µs
-    /// of CPU on each side on the 2-core reference machine. At 100,000 connections the
-    /// upstream pings and queries alone are 30,000 requests and 30,000 replies a second; six
-    /// processes at this budget add at most 12,000 pushes, which two cores carry beside them,
-    /// while a small run still gets a push every 2 s.
-    pub const FRAMES_PER_SECOND_PER_PROCESS: u64 = 2_000;
+    /// target a JSON encode and a write and the client a read, a parse and four checks: 10–15 µs
+    /// of CPU on each side with the kernel's loopback TCP, measured on the 2-core reference
+    /// machine (16,000 connections: ~0.14 cores per side). At 100,000 connections the upstream
+    /// pings and queries alone are 30,000 requests and 30,000 replies a second; six processes
+    /// at this budget add at most 6,000 pushes (one per connection every ~50 s), while a run of
+    /// up to ~660 connections per process still gets a push every 2 s.
+    pub const FRAMES_PER_SECOND_PER_PROCESS: u64 = 1_000;
 
     /// The period for a connection subscribed to `channels` while the process holds `open`
     /// realtime connections: [`BASE`], or longer so `open × channels / period` stays within the
@@ -192,8 +193,8 @@ pub struct TargetArgs {
     pub migration_time: Duration,
 
     /// Period of the realtime WebSocket pushes (one frame per subscribed channel): a duration
-    /// (100ms..1h), or `auto` = 2s, stretched so each process pushes at most 2,000 frames/s
-    /// (at 100,000 connections over 6 processes with 3 channels each: ~25 s).
+    /// (100ms..1h), or `auto` = 2s, stretched so each process pushes at most 1,000 frames/s
+    /// (at 100,000 connections over 6 processes with 3 channels each: ~50 s).
     #[arg(long, env = "NOVALOAD_TARGET_WS_PUSH_INTERVAL", default_value = "auto")]
     pub ws_push_interval: WsPushInterval,
 
