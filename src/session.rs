@@ -607,6 +607,15 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
                 prof.thresholds.remove("http_req_duration");
                 WorkloadKind::DbDirect(Arc::new(w))
             } else {
+                // the SQL mixes only exist as SQL: silently running the REST mix instead would
+                // make a pgbench comparison meaningless
+                if a.db_mix != crate::cli::DbMixArg::Upstream {
+                    return Err(ConfigError::new(
+                        "--db-mix",
+                        "the select-only and read-write mixes run SQL, and this run goes through the REST API (--db-mode api)",
+                        "add --db-mode direct --database-url postgres://USER:PASSWORD@HOST:5432/DB, or drop --db-mix",
+                    ));
+                }
                 WorkloadKind::Db(Arc::new(DbWorkload::new(ep.clone(), &mut registry)))
             };
             let total = registry

@@ -4,7 +4,7 @@
 //! password never reaches results or logs, and statements carry the span's `traceparent` as a
 //! sqlcommenter comment the server really receives.
 
-use novaload::cli::{DbMode, RunArgs, TestName};
+use novaload::cli::{DbMixArg, DbMode, RunArgs, TestName};
 use novaload::metrics::{Agg, Registry, Snapshot, builtin};
 use novaload::plan::{Executor, Scenario};
 use novaload::runner::{self, RunOutcome, TestRun};
@@ -465,6 +465,24 @@ async fn a_pool_of_zero_is_a_config_error_naming_the_flag() {
         msg.contains("--pool-size") && msg.contains("1 or more"),
         "{msg}"
     );
+}
+
+#[tokio::test]
+async fn an_sql_mix_without_direct_mode_is_a_config_error() {
+    let out = tempfile::tempdir().unwrap();
+    let mut a = direct_args("", out.path());
+    a.database_url = None;
+    a.db_mode = None;
+    a.db_mix = DbMixArg::ReadWrite;
+    let e = session::plan(&a, None).err().expect("config error");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("--db-mix") && msg.contains("--db-mode direct"),
+        "{msg}"
+    );
+    // the upstream mix through the API stays valid
+    a.db_mix = DbMixArg::Upstream;
+    assert!(session::plan(&a, None).is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
