@@ -26,9 +26,11 @@ impl Drop for Target {
     }
 }
 
-fn start(workers: u32) -> Target {
+fn start(workers: u32, tmp: &std::path::Path) -> Target {
     let mut child = Command::new(env!("CARGO_BIN_EXE_novaload"))
         .args(["target", "--listen", "127.0.0.1:0", "--seed-vms", "20"])
+        // the workers' temporary SQLite file goes here (a SIGKILLed parent cannot remove it)
+        .env("TMPDIR", tmp)
         .args(["--workers", &workers.to_string()])
         .env_remove("DATABASE_URL")
         .env_remove("NOVALOAD_TARGET_WORKERS")
@@ -103,7 +105,8 @@ fn wait_gone(pids: &[u32], within: Duration) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_the_port_and_the_data_and_carry_a_ws_run() {
-    let t = start(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = start(2, tmp.path());
     let addr = t.addr.clone();
     let expected: BTreeSet<u32> = t.pids.iter().copied().collect();
 
@@ -191,11 +194,17 @@ async fn two_workers_share_the_port_and_the_data_and_carry_a_ws_run() {
         Vec::<u32>::new()
     );
     assert!(TcpStream::connect(&addr).is_err(), "the port is closed");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the temporary database is removed: {left:?}"
+    );
 }
 
 #[test]
 fn workers_do_not_outlive_a_killed_parent() {
-    let mut t = start(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = start(2, tmp.path());
     assert!(t.pids.iter().all(|p| alive(*p)));
     t.child.kill().unwrap(); // SIGKILL: the parent gets no chance to stop anyone
     t.child.wait().unwrap();
