@@ -48,7 +48,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -213,7 +213,10 @@ pub struct WsWorkload {
     tls: Option<tokio_rustls::TlsConnector>,
     m: Metrics,
     next_ip: AtomicUsize,
-    active: AtomicI64,
+    /// Open connections. A mutex rather than an atomic: the gauge sample is recorded while it
+    /// is held, so samples' timestamps follow the count's order (with an atomic, a thread
+    /// preempted between its update and its sample could publish a stale count as the newest).
+    active: std::sync::Mutex<i64>,
     /// The open-file limit after raising (0 if unknown), for notes.
     pub fd_limit: u64,
 }
@@ -286,7 +289,7 @@ impl WsWorkload {
             tls,
             m,
             next_ip: AtomicUsize::new(0),
-            active: AtomicI64::new(0),
+            active: std::sync::Mutex::new(0),
             fd_limit,
         }
     }
@@ -297,7 +300,7 @@ impl WsWorkload {
 
     /// Connections open right now in this process.
     pub fn active_connections(&self) -> i64 {
-        self.active.load(Ordering::Relaxed)
+        *self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn tcp(&self) -> io::Result<TcpStream> {
@@ -663,8 +666,11 @@ struct OpenGuard<'a> {
 
 impl<'a> OpenGuard<'a> {
     fn new(wl: &'a WsWorkload, vu: &Vu) -> Self {
-        let now = wl.active.fetch_add(1, Ordering::Relaxed) + 1;
-        vu.gauge(wl.m.active, now as f64);
+        {
+            let mut active = wl.active.lock().unwrap_or_else(|e| e.into_inner());
+            *active += 1;
+            vu.gauge(wl.m.active, *active as f64);
+        }
         vu.tel.record_ws_active(&vu.labels, 1);
         Self {
             wl,
@@ -679,8 +685,12 @@ impl<'a> OpenGuard<'a> {
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
-        let now = self.wl.active.fetch_sub(1, Ordering::Relaxed) - 1;
-        self.rec.record(self.wl.m.active, now as f64, &self.tags);
+        {
+            let mut active = self.wl.active.lock().unwrap_or_else(|e| e.into_inner());
+            *active -= 1;
+            self.rec
+                .record(self.wl.m.active, *active as f64, &self.tags);
+        }
         self.tel.record_ws_active(&self.labels, -1);
         let tags = if self.failed {
             Tags {
