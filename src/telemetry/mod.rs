@@ -13,18 +13,20 @@ mod process;
 mod prometheus;
 mod reference;
 mod spans;
+mod trace;
 
 pub use instruments::LATENCY_BUCKETS;
 pub use reference::metrics_reference_markdown;
 
 use crate::error::ErrorKind;
 use instruments::{Instruments, status_class, status_str};
-use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _};
 use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, SpanExporter};
+use opentelemetry_sdk::trace::SpanExporter;
 use prometheus_client::registry::Registry;
-use spans::{ErrorLog, QueueConfig, QueueProcessor, SpanStats};
+use spans::{ErrorLog, QueueConfig, SpanExport, SpanSink, SpanStats};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -101,8 +103,8 @@ struct Inner {
     segment: String,
     instruments: Instruments,
     registry: Arc<prometheus::Exposition>,
-    tracer: Option<SdkTracer>,
-    tracer_provider: Mutex<Option<SdkTracerProvider>>,
+    tracer: Option<trace::Tracer>,
+    span_export: Mutex<Option<SpanExport>>,
     meter_provider: Mutex<Option<SdkMeterProvider>>,
     span_stats: Arc<SpanStats>,
     /// Metric export and other non-span errors.
@@ -115,7 +117,15 @@ struct Inner {
 /// A span in progress. Dropping it without `end` ends it with status unset.
 #[derive(Default)]
 pub struct Span {
-    inner: Option<SpanInner>,
+    inner: Option<trace::SpanRec>,
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        if let Some(r) = self.inner.take() {
+            r.finish(None);
+        }
+    }
 }
 
 /// A VU's own live series (see [`Telemetry::vu_series`]); empty when telemetry is off.
@@ -131,72 +141,77 @@ struct VuSeriesInner {
     data_received: instruments::ShardedCounter,
 }
 
-struct SpanInner {
-    span: opentelemetry_sdk::trace::Span,
-    labels: RunLabels,
-}
-
 impl Span {
-    fn context(&self) -> Option<&opentelemetry::trace::SpanContext> {
-        self.inner
-            .as_ref()
-            .map(|i| i.span.span_context())
-            .filter(|c| c.is_valid())
-    }
-
     /// W3C `traceparent` header value of this span (None when tracing is off).
     pub fn traceparent(&self) -> Option<String> {
-        let c = self.context()?;
-        Some(format!(
-            "00-{}-{}-{:02x}",
-            c.trace_id(),
-            c.span_id(),
-            c.trace_flags().to_u8()
-        ))
+        let r = self.inner.as_ref()?;
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        trace::hex_into(&mut s, &r.trace_id);
+        s.push('-');
+        trace::hex_into(&mut s, &r.span_id);
+        s.push_str(if r.sampled { "-01" } else { "-00" });
+        Some(s)
     }
-    /// W3C `tracestate` header value, if any.
+    /// W3C `tracestate` header value, if any. novaload starts every trace itself, so no
+    /// vendor has put state in it yet: always None, kept so callers propagate it if that changes.
     pub fn tracestate(&self) -> Option<String> {
-        let h = self.context()?.trace_state().header();
-        (!h.is_empty()).then_some(h)
+        None
     }
     /// W3C `baggage` header value carrying run id, test and scenario.
-    pub fn baggage(&self) -> Option<String> {
-        let l = &self.inner.as_ref()?.labels;
-        if l.run_id.is_empty() && l.test.is_empty() && l.scenario.is_empty() {
-            return None;
+    pub fn baggage(&self) -> Option<&str> {
+        self.inner.as_ref()?.baggage.as_deref()
+    }
+    /// Hex trace id when this span is sampled (what an exemplar may point at).
+    pub fn sampled_trace_id(&self) -> Option<String> {
+        let r = self.inner.as_ref().filter(|r| r.sampled)?;
+        let mut s = String::with_capacity(32);
+        trace::hex_into(&mut s, &r.trace_id);
+        Some(s)
+    }
+    pub fn set_attribute(&mut self, key: &'static str, value: AttrValue) {
+        if let Some(r) = &mut self.inner {
+            r.set_attribute(key, value);
         }
-        Some(format!(
+    }
+    pub fn add_event(&mut self, name: &'static str, attrs: &[(&'static str, AttrValue)]) {
+        if let Some(r) = &mut self.inner {
+            r.add_event(name, attrs);
+        }
+    }
+    /// Ends the span; `error` sets status Error with the message (never a secret or full URL).
+    pub fn end(mut self, error: Option<&str>) {
+        if let Some(r) = self.inner.take() {
+            r.finish(error);
+        }
+    }
+}
+
+/// The `baggage` value of a label set, built once per thread and label set (every iteration
+/// of a VU asks for the same one).
+fn baggage_for(l: &RunLabels) -> Option<Arc<str>> {
+    if l.run_id.is_empty() && l.test.is_empty() && l.scenario.is_empty() {
+        return None;
+    }
+    thread_local! {
+        static LAST: RefCell<Option<(RunLabels, Arc<str>)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((labels, value)) = last.as_ref()
+            && labels == l
+        {
+            return Some(value.clone());
+        }
+        let value: Arc<str> = Arc::from(format!(
             "novaload.run_id={},novaload.test={},novaload.scenario={}",
             pct(&l.run_id),
             pct(&l.test),
             pct(&l.scenario)
-        ))
-    }
-    /// Hex trace id when this span is sampled (what an exemplar may point at).
-    pub fn sampled_trace_id(&self) -> Option<String> {
-        let c = self.context()?;
-        c.is_sampled().then(|| c.trace_id().to_string())
-    }
-    pub fn set_attribute(&mut self, key: &'static str, value: AttrValue) {
-        if let Some(i) = &mut self.inner {
-            i.span.set_attribute(KeyValue::new(key, value.into_otel()));
-        }
-    }
-    pub fn add_event(&mut self, name: &'static str, attrs: &[(&'static str, AttrValue)]) {
-        if let Some(i) = &mut self.inner {
-            i.span.add_event(name, to_kvs(attrs));
-        }
-    }
-    /// Ends the span; `error` sets status Error with the message (never a secret or full URL).
-    pub fn end(self, error: Option<&str>) {
-        if let Some(mut i) = self.inner {
-            if let Some(msg) = error {
-                i.span
-                    .set_status(opentelemetry::trace::Status::error(msg.to_owned()));
-            }
-            i.span.end();
-        }
-    }
+        ));
+        *last = Some((l.clone(), value.clone()));
+        Some(value)
+    })
 }
 
 /// Percent-encodes a W3C baggage value (everything but unreserved URL characters).
@@ -212,34 +227,20 @@ fn pct(s: &str) -> String {
     out
 }
 
-fn to_kvs(attrs: &[(&'static str, AttrValue)]) -> Vec<KeyValue> {
-    attrs
-        .iter()
-        .map(|(k, v)| KeyValue::new(*k, v.clone().into_otel()))
-        .collect()
-}
-
 /// A span attribute value.
 #[derive(Debug, Clone)]
 pub enum AttrValue {
     Str(String),
     Static(&'static str),
+    /// A string the caller already shares (labels, interned names): no copy per span.
+    Shared(Arc<str>),
     I64(i64),
     F64(f64),
     Bool(bool),
 }
 
-impl AttrValue {
-    fn into_otel(self) -> opentelemetry::Value {
-        match self {
-            AttrValue::Str(s) => s.into(),
-            AttrValue::Static(s) => s.into(),
-            AttrValue::I64(v) => v.into(),
-            AttrValue::F64(v) => v.into(),
-            AttrValue::Bool(v) => v.into(),
-        }
-    }
-}
+/// Builds the span sink once the resource is known.
+type MakeSink = Box<dyn FnOnce(&Resource) -> Box<dyn SpanSink> + Send>;
 
 fn or_default<T: PartialEq + Default>(v: T, d: T) -> T {
     if v == T::default() { d } else { v }
@@ -263,30 +264,36 @@ impl Telemetry {
     /// Builds providers, starts `/metrics` if asked. Errors only for bad config (e.g. the
     /// listen address is taken); an unreachable collector is not an error here.
     pub async fn start(cfg: TelemetryConfig) -> anyhow::Result<Self> {
-        let exporter = match (&cfg.otlp_endpoint, cfg.traces) {
+        let sink: Option<MakeSink> = match (&cfg.otlp_endpoint, cfg.traces) {
             (Some(ep), true) => {
                 let t = otlp::Transport::parse(&cfg.otlp_protocol, ep)?;
-                Some(otlp::span_exporter(ep, t, export_timeout(&cfg))?)
+                let url = otlp::signal_url(ep, t, "/v1/traces");
+                let timeout = export_timeout(&cfg);
+                let sink: Box<dyn SpanSink> = match t {
+                    otlp::Transport::Grpc => Box::new(spans::GrpcSink::new(&url, timeout)?),
+                    otlp::Transport::HttpProtobuf => Box::new(spans::HttpSink::new(&url, timeout)?),
+                };
+                Some(Box::new(move |_: &Resource| sink))
             }
             _ => None,
         };
-        Self::build(cfg, exporter).await
+        Self::build(cfg, sink).await
     }
 
     /// Like [`Telemetry::start`], with spans going to `exporter` (e.g. opentelemetry_sdk's
-    /// `InMemorySpanExporter` in tests) through the same queue processor; `cfg.traces` must be
-    /// true for spans to be created. OTLP metrics still follow `cfg.otlp_endpoint`.
+    /// `InMemorySpanExporter` in tests): the same queue and OTLP encoding, decoded back into
+    /// `SpanData` for it. `cfg.traces` must be true for spans to be created. OTLP metrics still
+    /// follow `cfg.otlp_endpoint`.
     pub async fn start_with_span_exporter<E: SpanExporter + 'static>(
         cfg: TelemetryConfig,
         exporter: E,
     ) -> anyhow::Result<Self> {
-        Self::build(cfg, Some(exporter)).await
+        let sink: MakeSink =
+            Box::new(move |r: &Resource| Box::new(spans::SdkSink::new(exporter, r)));
+        Self::build(cfg, Some(sink)).await
     }
 
-    async fn build<E: SpanExporter + 'static>(
-        cfg: TelemetryConfig,
-        span_exporter: Option<E>,
-    ) -> anyhow::Result<Self> {
+    async fn build(cfg: TelemetryConfig, make_sink: Option<MakeSink>) -> anyhow::Result<Self> {
         let rt = tokio::runtime::Handle::current();
         let service = or_default(cfg.service_name.clone(), "novaload".to_owned());
         let mut attrs = vec![
@@ -302,7 +309,7 @@ impl Telemetry {
                 .iter()
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
         );
-        let resource = opentelemetry_sdk::Resource::builder()
+        let resource = Resource::builder()
             .with_service_name(service)
             .with_attributes(attrs)
             .build();
@@ -312,37 +319,26 @@ impl Telemetry {
             .with_version(VERSION)
             .build();
 
-        // Traces.
-        let (tracer, tracer_provider) = if cfg.traces {
-            let ratio = if cfg.sample_ratio.is_finite() {
-                cfg.sample_ratio.clamp(0.0, 1.0)
-            } else {
-                1.0
-            };
-            let mut b = SdkTracerProvider::builder()
-                .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                    ratio,
-                ))))
-                .with_resource(resource.clone());
-            if let Some(e) = span_exporter {
+        // Traces: only when there is somewhere to send them.
+        let (tracer, span_export) = match make_sink {
+            Some(make) if cfg.traces => {
+                let ratio = if cfg.sample_ratio.is_finite() {
+                    cfg.sample_ratio.clamp(0.0, 1.0)
+                } else {
+                    1.0
+                };
                 let q = QueueConfig {
                     max_queue: or_default(cfg.span_queue_size, 65_536),
                     max_batch: or_default(cfg.span_batch_size, 4_096),
                     delay: Duration::from_secs(1),
                     export_timeout: export_timeout(&cfg),
                 };
-                b = b.with_span_processor(QueueProcessor::new(
-                    e,
-                    q,
-                    span_stats.clone(),
-                    rt.clone(),
-                ));
+                let queue = Arc::new(trace::SpanQueue::new(q.max_queue, span_stats.clone()));
+                let export =
+                    SpanExport::start(make(&resource), queue.clone(), &resource, q, rt.clone());
+                (Some(trace::Tracer::new(ratio, queue)), Some(export))
             }
-            let p = b.build();
-            use opentelemetry::trace::TracerProvider as _;
-            (Some(p.tracer_with_scope(scope.clone())), Some(p))
-        } else {
-            (None, None)
+            _ => (None, None),
         };
 
         // OTel metrics (OTLP only: Prometheus is served from prometheus-client directly).
@@ -397,7 +393,7 @@ impl Telemetry {
                 instruments,
                 registry,
                 tracer,
-                tracer_provider: Mutex::new(tracer_provider),
+                span_export: Mutex::new(span_export),
                 meter_provider: Mutex::new(meter_provider),
                 span_stats,
                 errors,
@@ -456,14 +452,18 @@ impl Telemetry {
             s.stop().await;
         }
         // Traces get up to 60% of the budget; metrics what is left (at least 1 s).
-        let tp = inner
-            .tracer_provider
+        let export = inner
+            .span_export
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(tp) = tp {
+        if let Some(export) = export {
             let t = budget.mul_f64(0.6);
-            let r = bounded_blocking(t, move || tp.shutdown_with_timeout(t)).await;
+            let r = bounded_blocking(t, move || {
+                export.shutdown(t);
+                Ok(())
+            })
+            .await;
             if let Err(e) = r {
                 report.errors.push(format!("trace shutdown: {e}"));
             }
@@ -531,26 +531,27 @@ impl Telemetry {
         let Some(tracer) = self.inner.as_ref().and_then(|i| i.tracer.as_ref()) else {
             return Span::default();
         };
-        let attrs = vec![
-            KeyValue::new("novaload.test", labels.test.clone()),
-            KeyValue::new("novaload.scenario", labels.scenario.clone()),
-            KeyValue::new("novaload.vu", vu as i64),
-            KeyValue::new("novaload.iteration", iteration as i64),
-            KeyValue::new("novaload.run_id", labels.run_id.clone()),
+        let attrs = [
+            ("novaload.test", AttrValue::Shared(labels.test.clone())),
+            (
+                "novaload.scenario",
+                AttrValue::Shared(labels.scenario.clone()),
+            ),
+            ("novaload.vu", AttrValue::I64(vu as i64)),
+            ("novaload.iteration", AttrValue::I64(iteration as i64)),
+            ("novaload.run_id", AttrValue::Shared(labels.run_id.clone())),
         ];
-        let span = tracer
-            .span_builder("iteration")
-            .with_kind(opentelemetry::trace::SpanKind::Internal)
-            .with_attributes(attrs)
-            .start_with_context(tracer, &opentelemetry::Context::new());
         Span {
-            inner: Some(SpanInner {
-                span,
-                labels: labels.clone(),
-            }),
+            inner: Some(tracer.root(
+                "iteration",
+                trace::Kind::Internal,
+                &attrs,
+                baggage_for(labels),
+            )),
         }
     }
-    /// A child span of `parent` (an iteration span or another op span).
+    /// A child span of `parent` (an iteration span or another op span); a root when `parent`
+    /// is not recording.
     pub fn child_span(
         &self,
         parent: &Span,
@@ -561,28 +562,15 @@ impl Telemetry {
         let Some(tracer) = self.inner.as_ref().and_then(|i| i.tracer.as_ref()) else {
             return Span::default();
         };
-        let cx = match parent.context() {
-            Some(pc) => opentelemetry::Context::new().with_remote_span_context(pc.clone()),
-            None => opentelemetry::Context::new(),
+        let kind = match kind {
+            SpanKind::Internal => trace::Kind::Internal,
+            SpanKind::Client => trace::Kind::Client,
         };
-        let span = tracer
-            .span_builder(name.to_owned())
-            .with_kind(match kind {
-                SpanKind::Internal => opentelemetry::trace::SpanKind::Internal,
-                SpanKind::Client => opentelemetry::trace::SpanKind::Client,
-            })
-            .with_attributes(to_kvs(attrs))
-            .start_with_context(tracer, &cx);
-        Span {
-            inner: Some(SpanInner {
-                span,
-                labels: parent
-                    .inner
-                    .as_ref()
-                    .map(|p| p.labels.clone())
-                    .unwrap_or_default(),
-            }),
-        }
+        let rec = match &parent.inner {
+            Some(p) => tracer.child(p, name, kind, attrs),
+            None => tracer.root(name, kind, attrs, None),
+        };
+        Span { inner: Some(rec) }
     }
 
     // ---- live metrics (plain values; seconds for durations) ----

@@ -1,4 +1,5 @@
-//! OTLP exporters (traces and metrics) over gRPC (tonic) or HTTP/protobuf (hyper).
+//! OTLP endpoints and the metric exporter (gRPC via tonic or HTTP/protobuf via hyper); spans
+//! have their own encoder and transports in [`super::spans`].
 //!
 //! Endpoint rules, as the OTel exporter spec gives them for the *generic*
 //! `OTEL_EXPORTER_OTLP_ENDPOINT`: gRPC uses the endpoint as is; HTTP appends the signal path
@@ -78,28 +79,6 @@ pub fn signal_url(endpoint: &str, t: Transport, signal_path: &str) -> String {
         Transport::Grpc => base,
         Transport::HttpProtobuf => format!("{base}{signal_path}"),
     }
-}
-
-pub fn span_exporter(
-    endpoint: &str,
-    t: Transport,
-    timeout: Duration,
-) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
-    let url = signal_url(endpoint, t, "/v1/traces");
-    let e = match t {
-        Transport::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(url)
-            .with_timeout(timeout)
-            .build()?,
-        Transport::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(url)
-            .with_timeout(timeout)
-            .build()?,
-    };
-    Ok(e)
 }
 
 pub fn metric_exporter(

@@ -1,25 +1,24 @@
-//! Span export: a bounded-queue batch processor that counts what it drops.
+//! Span export: one thread takes the encoded spans out of the [`SpanQueue`] and sends them, in
+//! requests of at most `max_batch` spans, to a [`SpanSink`] — OTLP over gRPC or HTTP/protobuf,
+//! or (tests, custom pipelines) an SDK `SpanExporter` fed decoded `SpanData`.
 //!
-//! Why not the SDK's `BatchSpanProcessor`: in opentelemetry_sdk 0.33 its dropped-span count is
-//! private (only logged at shutdown), its shutdown drains the whole queue with one export
-//! timeout per batch (a dead collector and a 64k queue would hold `shutdown` for minutes), and
-//! it polls the exporter with a bare `futures_executor`, outside any Tokio context, which the
-//! hyper HTTP client cannot run in. This processor keeps the same design (a bounded channel
-//! filled with `try_send` from `on_end`, one worker thread that batches) and adds: an atomic
-//! drop counter read live by `/metrics`, an exported counter, per-export timeouts, a shutdown
-//! deadline after which what is left is discarded and counted, and exports driven on the
-//! caller's Tokio runtime through its `Handle`.
+//! Every export is bounded by a timeout and driven on the caller's Tokio runtime through its
+//! `Handle` (tonic and the HTTP client need its reactor). Shutdown drains the queue until a
+//! deadline; what is left then is discarded and counted, so a dead collector holds shutdown
+//! for at most that long and never blocks the load: a full queue drops (and counts) new spans.
 
-use opentelemetry::Context;
+use super::trace::{self, SpanQueue, pb};
+use bytes::Bytes;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Counters shared by the processor, `/metrics` and the final report.
+/// Counters shared by the queue, the export thread, `/metrics` and the final report.
 #[derive(Debug, Default)]
 pub struct SpanStats {
     /// Spans that never reached the exporter: queue full, or still queued at the shutdown deadline.
@@ -69,223 +68,434 @@ pub struct QueueConfig {
     pub export_timeout: Duration,
 }
 
-enum Control {
-    Flush(SyncSender<OTelSdkResult>),
-    Shutdown(Instant, SyncSender<OTelSdkResult>),
-    Resource(Resource),
+/// OTLP receivers refuse gRPC messages over 4 MiB by default: requests stay under this.
+const MAX_REQUEST_BYTES: usize = 3 << 20;
+
+type ExportFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Where export requests go. `request` is a whole `ExportTraceServiceRequest`.
+pub trait SpanSink: Send + 'static {
+    fn export(&mut self, request: Bytes) -> ExportFuture<'_>;
 }
 
-#[derive(Debug)]
-pub struct QueueProcessor {
-    tx: SyncSender<SpanData>,
-    ctl: SyncSender<Control>,
-    stats: Arc<SpanStats>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+/// The resource and scope of every request, encoded once.
+struct Framing {
+    /// `ResourceSpans.resource` field.
+    resource: Vec<u8>,
+    /// `ScopeSpans.scope` field.
+    scope: Vec<u8>,
 }
 
-impl std::fmt::Debug for Control {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Control")
+impl Framing {
+    fn new(resource: &Resource, scope_name: &str, scope_version: &str) -> Self {
+        let mut attrs = Vec::new();
+        for (k, v) in resource.iter() {
+            let v = match v {
+                opentelemetry::Value::Bool(b) => super::AttrValue::Bool(*b),
+                opentelemetry::Value::I64(i) => super::AttrValue::I64(*i),
+                opentelemetry::Value::F64(f) => super::AttrValue::F64(*f),
+                other => super::AttrValue::Str(other.to_string()),
+            };
+            pb::put_kv(&mut attrs, 1, k.as_str(), &v);
+        }
+        let mut resource = Vec::new();
+        pb::put_bytes(&mut resource, 1, &attrs);
+        let mut body = Vec::new();
+        pb::put_bytes(&mut body, 1, scope_name.as_bytes());
+        pb::put_bytes(&mut body, 2, scope_version.as_bytes());
+        let mut scope = Vec::new();
+        pb::put_bytes(&mut scope, 1, &body);
+        Self { resource, scope }
+    }
+
+    /// `ExportTraceServiceRequest { resource_spans: [{ resource, scope_spans: [{ scope, spans }] }] }`.
+    fn request(&self, spans: &[u8]) -> Bytes {
+        let scope_spans = self.scope.len() + spans.len();
+        let resource_spans = self.resource.len() + pb::msg_len(2, scope_spans);
+        let mut out = Vec::with_capacity(pb::msg_len(1, resource_spans));
+        pb::put_tag(&mut out, 1, pb::LEN);
+        pb::put_varint(&mut out, resource_spans as u64);
+        out.extend_from_slice(&self.resource);
+        pb::put_tag(&mut out, 2, pb::LEN);
+        pb::put_varint(&mut out, scope_spans as u64);
+        out.extend_from_slice(&self.scope);
+        out.extend_from_slice(spans);
+        Bytes::from(out)
     }
 }
 
-impl QueueProcessor {
-    pub fn new<E: SpanExporter + 'static>(
-        exporter: E,
+enum Control {
+    Shutdown(Instant, SyncSender<()>),
+}
+
+/// The export thread's handle.
+pub struct SpanExport {
+    ctl: SyncSender<Control>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SpanExport {
+    pub fn start(
+        sink: Box<dyn SpanSink>,
+        queue: Arc<SpanQueue>,
+        resource: &Resource,
         cfg: QueueConfig,
-        stats: Arc<SpanStats>,
         rt: tokio::runtime::Handle,
     ) -> Self {
-        let (tx, rx) = mpsc::sync_channel(cfg.max_queue.max(1));
         let (ctl, ctl_rx) = mpsc::sync_channel(16);
-        let worker_stats = stats.clone();
+        let framing = Framing::new(resource, "novaload", env!("CARGO_PKG_VERSION"));
         let worker = std::thread::Builder::new()
             .name("novaload-span-export".into())
             .spawn(move || {
-                // The exporter's own telemetry must not feed back into this pipeline.
-                let _guard = Context::enter_telemetry_suppressed_scope();
                 Worker {
-                    exporter,
+                    sink,
+                    queue,
+                    framing,
                     cfg,
-                    stats: worker_stats,
                     rt,
+                    buf: Vec::new(),
                 }
-                .run(rx, ctl_rx)
+                .run(ctl_rx)
             })
             .ok();
         Self {
-            tx,
             ctl,
-            stats,
             worker: Mutex::new(worker),
+        }
+    }
+
+    /// Drains the queue until `timeout` has passed, then stops the thread.
+    pub fn shutdown(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let (ack, rx) = mpsc::sync_channel(1);
+        if self.ctl.try_send(Control::Shutdown(deadline, ack)).is_err() {
+            return;
+        }
+        // Grace beyond the deadline for the in-flight export to notice its own timeout.
+        if rx
+            .recv_timeout(timeout + Duration::from_millis(500))
+            .is_ok()
+            && let Some(h) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            let _ = h.join();
         }
     }
 }
 
-struct Worker<E> {
-    exporter: E,
+struct Worker {
+    sink: Box<dyn SpanSink>,
+    queue: Arc<SpanQueue>,
+    framing: Framing,
     cfg: QueueConfig,
-    stats: Arc<SpanStats>,
     rt: tokio::runtime::Handle,
+    buf: Vec<u8>,
 }
 
-impl<E: SpanExporter> Worker<E> {
-    fn run(mut self, rx: Receiver<SpanData>, ctl: Receiver<Control>) {
-        let mut batch: Vec<SpanData> = Vec::with_capacity(self.cfg.max_batch);
+impl Worker {
+    fn run(mut self, ctl: Receiver<Control>) {
         let mut next = Instant::now() + self.cfg.delay;
         loop {
-            match ctl.try_recv() {
-                Ok(Control::Flush(ack)) => {
-                    let r = self.drain(
-                        &rx,
-                        &mut batch,
-                        Instant::now() + self.cfg.export_timeout * 4,
-                    );
-                    let _ = ack.send(r);
-                }
+            // Sleep on the control channel: shutdown wakes the thread at once.
+            match ctl.recv_timeout(Duration::from_millis(20)) {
                 Ok(Control::Shutdown(deadline, ack)) => {
-                    let r = self.drain(&rx, &mut batch, deadline);
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let _ = self
-                        .exporter
-                        .shutdown_with_timeout(left.max(Duration::from_millis(100)));
-                    let _ = ack.send(r);
+                    self.queue.close();
+                    self.export_queued(deadline);
+                    let _ = ack.send(());
                     return;
-                }
-                Ok(Control::Resource(r)) => self.exporter.set_resource(&r),
-                Err(mpsc::TryRecvError::Empty) => {}
-                Err(mpsc::TryRecvError::Disconnected) => return,
-            }
-            // Wake at least every 50 ms to look at the control channel.
-            let wait = next
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(50));
-            match rx.recv_timeout(wait) {
-                Ok(span) => {
-                    batch.push(span);
-                    while batch.len() < self.cfg.max_batch {
-                        match rx.try_recv() {
-                            Ok(s) => batch.push(s),
-                            Err(_) => break,
-                        }
-                    }
-                    if batch.len() >= self.cfg.max_batch {
-                        let _ = self.export(&mut batch, Instant::now() + self.cfg.export_timeout);
-                        next = Instant::now() + self.cfg.delay;
-                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if Instant::now() >= next {
-                if !batch.is_empty() {
-                    let _ = self.export(&mut batch, Instant::now() + self.cfg.export_timeout);
-                }
+            let now = Instant::now();
+            if now >= next || self.queue.pending() >= self.cfg.max_batch {
+                self.export_queued(now + self.cfg.export_timeout * 4);
                 next = Instant::now() + self.cfg.delay;
             }
         }
     }
 
-    /// Exports everything queued until `deadline`; what remains after it is dropped and counted.
-    fn drain(
-        &mut self,
-        rx: &Receiver<SpanData>,
-        batch: &mut Vec<SpanData>,
-        deadline: Instant,
-    ) -> OTelSdkResult {
-        let mut result = Ok(());
+    /// Exports what is queued in requests of at most `max_batch` spans; what is not sent by
+    /// `deadline` is dropped and counted.
+    fn export_queued(&mut self, deadline: Instant) {
+        let stats = self.queue.stats.clone();
         loop {
-            while batch.len() < self.cfg.max_batch {
-                match rx.try_recv() {
-                    Ok(s) => batch.push(s),
-                    Err(_) => break,
+            self.buf.clear();
+            let mut buf = std::mem::take(&mut self.buf);
+            if self.queue.take_into(&mut buf) == 0 {
+                self.buf = buf;
+                return;
+            }
+            for (start, end, count) in trace::chunks(&buf, self.cfg.max_batch, MAX_REQUEST_BYTES) {
+                let now = Instant::now();
+                if now >= deadline {
+                    stats.dropped.fetch_add(count as u64, Ordering::Relaxed);
+                    stats
+                        .errors
+                        .push("trace flush deadline reached: queued spans discarded".to_owned());
+                    continue;
                 }
+                let timeout = self.cfg.export_timeout.min(deadline - now);
+                let request = self.framing.request(&buf[start..end]);
+                let sink = &mut self.sink;
+                let r = self.rt.block_on(async move {
+                    tokio::time::timeout(timeout, sink.export(request))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
+                });
+                match r {
+                    Ok(()) => stats.exported.fetch_add(count as u64, Ordering::Relaxed),
+                    Err(e) => {
+                        stats.errors.push(format!("trace export failed: {e}"));
+                        stats.failed.fetch_add(count as u64, Ordering::Relaxed)
+                    }
+                };
             }
-            if batch.is_empty() {
-                return result;
-            }
+            self.buf = buf;
             if Instant::now() >= deadline {
-                let mut n = batch.len() as u64;
-                batch.clear();
-                while rx.try_recv().is_ok() {
-                    n += 1;
-                }
-                self.stats.dropped.fetch_add(n, Ordering::Relaxed);
-                self.stats.errors.push(format!(
-                    "trace flush deadline reached: {n} queued spans discarded"
-                ));
-                return Err(OTelSdkError::Timeout(Duration::ZERO));
-            }
-            let until = deadline.min(Instant::now() + self.cfg.export_timeout);
-            if let Err(e) = self.export(batch, until) {
-                result = Err(e);
+                // Whatever arrived meanwhile is counted as dropped by the next pass.
+                let mut rest = std::mem::take(&mut self.buf);
+                rest.clear();
+                let n = self.queue.take_into(&mut rest);
+                stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                rest.clear();
+                self.buf = rest;
+                return;
             }
         }
-    }
-
-    fn export(&mut self, batch: &mut Vec<SpanData>, until: Instant) -> OTelSdkResult {
-        let n = batch.len() as u64;
-        let spans = std::mem::replace(batch, Vec::with_capacity(self.cfg.max_batch));
-        let timeout = until.saturating_duration_since(Instant::now());
-        let fut = self.exporter.export(spans);
-        let r = self
-            .rt
-            .block_on(async move { tokio::time::timeout(timeout, fut).await })
-            .unwrap_or(Err(OTelSdkError::Timeout(timeout)));
-        match &r {
-            Ok(()) => {
-                self.stats.exported.fetch_add(n, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.stats.failed.fetch_add(n, Ordering::Relaxed);
-                self.stats.errors.push(format!("trace export failed: {e}"));
-            }
-        }
-        r
     }
 }
 
-impl SpanProcessor for QueueProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+/// OTLP over gRPC: the request bytes go out as they are (tonic frames them).
+pub struct GrpcSink {
+    client: tonic::client::Grpc<tonic::transport::Channel>,
+}
 
-    fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
-            return;
-        }
-        match self.tx.try_send(span) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+impl GrpcSink {
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .map_err(|e| anyhow::anyhow!("invalid OTLP endpoint {url:?}: {e}"))?
+            .timeout(timeout)
+            .connect_timeout(timeout);
+        Ok(Self {
+            client: tonic::client::Grpc::new(endpoint.connect_lazy()),
+        })
+    }
+}
+
+impl SpanSink for GrpcSink {
+    fn export(&mut self, request: Bytes) -> ExportFuture<'_> {
+        Box::pin(async move {
+            self.client
+                .ready()
+                .await
+                .map_err(|e| format!("connecting: {e}"))?;
+            let path = http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            );
+            self.client
+                .unary::<Bytes, Bytes, RawCodec>(tonic::Request::new(request), path, RawCodec)
+                .await
+                .map(|_| ())
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        })
+    }
+}
+
+/// A gRPC codec for bytes that are already a protobuf message.
+#[derive(Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut as _;
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Bytes>, tonic::Status> {
+        use bytes::Buf as _;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// OTLP over HTTP/protobuf, POSTed with the VU HTTP client (keep-alive, one timeout).
+pub struct HttpSink {
+    url: url::Url,
+    client: crate::workload::http::HttpClient,
+}
+
+impl HttpSink {
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let url = url::Url::parse(url)
+            .map_err(|e| anyhow::anyhow!("invalid OTLP endpoint {url:?}: {e}"))?;
+        let tls = if url.scheme() == "https" {
+            Some(crate::workload::http::TlsSettings::new(None, false)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            url,
+            client: crate::workload::http::HttpClient::new(tls, timeout),
+        })
+    }
+}
+
+impl SpanSink for HttpSink {
+    fn export(&mut self, request: Bytes) -> ExportFuture<'_> {
+        Box::pin(async move {
+            let headers = [(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-protobuf"),
+            )];
+            let r = self
+                .client
+                .send(http::Method::POST, &self.url, &headers, Some(request))
+                .await;
+            match (r.error, r.status) {
+                (Some((_, e)), _) => Err(e),
+                (None, 200..=299) => Ok(()),
+                (None, s) => Err(format!("HTTP {s} from {}", self.url)),
+            }
+        })
+    }
+}
+
+/// Feeds an SDK `SpanExporter` (e.g. the in-memory one in tests): each request is decoded back
+/// into `SpanData`, so whoever reads them sees exactly what an OTLP receiver would.
+pub struct SdkSink<E> {
+    exporter: E,
+}
+
+impl<E: SpanExporter + 'static> SdkSink<E> {
+    pub fn new(mut exporter: E, resource: &Resource) -> Self {
+        exporter.set_resource(resource);
+        Self { exporter }
+    }
+}
+
+impl<E: SpanExporter + 'static> SpanSink for SdkSink<E> {
+    fn export(&mut self, request: Bytes) -> ExportFuture<'_> {
+        Box::pin(async move {
+            let spans = decode::span_data(&request)?;
+            self.exporter.export(spans).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// OTLP protobuf → SDK `SpanData`.
+mod decode {
+    use super::SpanData;
+    use opentelemetry::trace::{
+        Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+    };
+    use opentelemetry::{InstrumentationScope, KeyValue, Value};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{KeyValue as PbKeyValue, any_value};
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use prost::Message as _;
+    use std::borrow::Cow;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    pub fn span_data(request: &[u8]) -> Result<Vec<SpanData>, String> {
+        let req = ExportTraceServiceRequest::decode(request)
+            .map_err(|e| format!("undecodable OTLP request: {e}"))?;
+        let mut out = Vec::new();
+        for rs in req.resource_spans {
+            for ss in rs.scope_spans {
+                let scope = ss.scope.unwrap_or_default();
+                let scope = InstrumentationScope::builder(scope.name)
+                    .with_version(scope.version)
+                    .build();
+                for s in ss.spans {
+                    let id16: [u8; 16] = s.trace_id.as_slice().try_into().unwrap_or_default();
+                    let id8 = |b: &[u8]| -> [u8; 8] { b.try_into().unwrap_or_default() };
+                    let status = match s.status {
+                        Some(st) if st.code == 2 => Status::error(st.message),
+                        Some(st) if st.code == 1 => Status::Ok,
+                        _ => Status::Unset,
+                    };
+                    let mut events = SpanEvents::default();
+                    events.dropped_count = s.dropped_events_count;
+                    events.events = s
+                        .events
+                        .into_iter()
+                        .map(|e| Event::new(e.name, time(e.time_unix_nano), attrs(e.attributes), 0))
+                        .collect();
+                    out.push(SpanData {
+                        span_context: SpanContext::new(
+                            TraceId::from_bytes(id16),
+                            SpanId::from_bytes(id8(&s.span_id)),
+                            TraceFlags::new(s.flags as u8),
+                            false,
+                            TraceState::default(),
+                        ),
+                        parent_span_id: SpanId::from_bytes(id8(&s.parent_span_id)),
+                        parent_span_is_remote: s.flags & 0x200 != 0,
+                        span_kind: match s.kind {
+                            2 => SpanKind::Server,
+                            3 => SpanKind::Client,
+                            4 => SpanKind::Producer,
+                            5 => SpanKind::Consumer,
+                            _ => SpanKind::Internal,
+                        },
+                        name: Cow::Owned(s.name),
+                        start_time: time(s.start_time_unix_nano),
+                        end_time: time(s.end_time_unix_nano),
+                        attributes: attrs(s.attributes),
+                        dropped_attributes_count: s.dropped_attributes_count,
+                        events,
+                        links: SpanLinks::default(),
+                        status,
+                        instrumentation_scope: scope.clone(),
+                    });
+                }
             }
         }
+        Ok(out)
     }
 
-    fn force_flush(&self) -> OTelSdkResult {
-        let (ack, rx) = mpsc::sync_channel(1);
-        self.ctl
-            .try_send(Control::Flush(ack))
-            .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))?;
-        rx.recv_timeout(Duration::from_secs(30))
-            .map_err(|_| OTelSdkError::Timeout(Duration::from_secs(30)))?
+    fn time(ns: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(ns)
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let deadline = Instant::now() + timeout;
-        let (ack, rx) = mpsc::sync_channel(1);
-        self.ctl
-            .try_send(Control::Shutdown(deadline, ack))
-            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
-        // Grace beyond the deadline for the in-flight export to notice its own timeout.
-        let r = rx
-            .recv_timeout(timeout + Duration::from_millis(500))
-            .map_err(|_| OTelSdkError::Timeout(timeout))?;
-        if let Some(h) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = h.join();
-        }
-        r
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        let _ = self.ctl.try_send(Control::Resource(resource.clone()));
+    fn attrs(kvs: Vec<PbKeyValue>) -> Vec<KeyValue> {
+        kvs.into_iter()
+            .map(|kv| {
+                let v = match kv.value.and_then(|v| v.value) {
+                    Some(any_value::Value::StringValue(s)) => Value::from(s),
+                    Some(any_value::Value::BoolValue(b)) => Value::from(b),
+                    Some(any_value::Value::IntValue(i)) => Value::from(i),
+                    Some(any_value::Value::DoubleValue(f)) => Value::from(f),
+                    other => Value::from(format!("{other:?}")),
+                };
+                KeyValue::new(kv.key, v)
+            })
+            .collect()
     }
 }

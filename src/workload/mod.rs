@@ -206,16 +206,19 @@ impl Vu {
     /// [`Vu::request`] with its client span under `parent` instead of the iteration span (a
     /// DWCP migration's polls are children of the migration span).
     pub async fn request_under(&mut self, parent: Option<&Span>, req: Req<'_>) -> HttpResponse {
+        let method = self.interned(req.method.as_str());
+        let name = self.interned(req.name);
         let mut span = if self.tel.tracing() {
+            // Interned strings: a span costs reference counts here, not copies.
             let attrs = [
+                ("http.request.method", AttrValue::Shared(method.clone())),
                 (
-                    "http.request.method",
-                    AttrValue::Str(req.method.as_str().to_string()),
+                    "url.template",
+                    AttrValue::Shared(self.interned(req.template)),
                 ),
-                ("url.template", AttrValue::Str(req.template.to_string())),
                 (
                     "server.address",
-                    AttrValue::Str(req.url.host_str().unwrap_or("").to_string()),
+                    AttrValue::Shared(self.interned(req.url.host_str().unwrap_or(""))),
                 ),
                 (
                     "server.port",
@@ -234,21 +237,19 @@ impl Vu {
         headers.extend_from_slice(req.headers);
         if let Some(tp) = span
             .traceparent()
-            .and_then(|v| HeaderValue::from_str(&v).ok())
+            .and_then(|v| HeaderValue::try_from(v).ok())
         {
             headers.push((HeaderName::from_static("traceparent"), tp));
-            if let Some(b) = span.baggage().and_then(|v| HeaderValue::from_str(&v).ok()) {
+            if let Some(b) = span.baggage().and_then(|v| HeaderValue::from_str(v).ok()) {
                 headers.push((HeaderName::from_static("baggage"), b));
             }
             if let Some(ts) = span
                 .tracestate()
-                .and_then(|v| HeaderValue::from_str(&v).ok())
+                .and_then(|v| HeaderValue::try_from(v).ok())
             {
                 headers.push((HeaderName::from_static("tracestate"), ts));
             }
         }
-        let method = self.interned(req.method.as_str());
-        let name = self.interned(req.name);
         let resp = self
             .http
             .send(req.method, &req.url, &headers, req.body)

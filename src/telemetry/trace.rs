@@ -1,0 +1,582 @@
+//! Client spans recorded without the OpenTelemetry SDK and encoded straight to OTLP protobuf.
+//!
+//! Why not the SDK tracer: at tens of thousands of requests a second its path — a `SpanData`
+//! per span with a `Vec<KeyValue>` of owned strings, a channel shared by every thread, then
+//! the OTLP crate's conversion into its own prost structs, grouped by resource and scope,
+//! before encoding — cost more CPU than sending the request it described. Here a span is a
+//! plain struct owned by the VU; [`SpanRec::finish`] encodes it once, as the bytes of one
+//! `ScopeSpans.spans` field, into the calling thread's own shard of the [`SpanQueue`]; the export
+//! thread ([`super::spans`]) swaps the shards out and frames their bytes with a resource and
+//! scope encoded once per run. Sampling is the SDK's ParentBased(TraceIdRatioBased): the same
+//! ratio keeps the same traces, and children follow their root.
+
+use super::AttrValue;
+use super::spans::SpanStats;
+use crate::metrics::thread_index;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// OTLP `Span.SpanKind` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Internal = 1,
+    Client = 3,
+}
+
+/// `ScopeSpans.spans` is field 2 of its message: every queued span starts with this tag.
+pub(crate) const SPANS_FIELD: u32 = 2;
+
+/// Decides sampling and owns the queue spans are encoded into.
+pub(crate) struct Tracer {
+    pub queue: Arc<SpanQueue>,
+    /// A root is sampled when the low 63 bits of its trace id (big-endian) are below this
+    /// bound, as in the SDK's TraceIdRatioBased; `u64::MAX` samples everything.
+    sample_bound: u64,
+}
+
+impl Tracer {
+    pub fn new(ratio: f64, queue: Arc<SpanQueue>) -> Self {
+        let sample_bound = if ratio >= 1.0 {
+            u64::MAX
+        } else if ratio > 0.0 {
+            (ratio * (1u64 << 63) as f64) as u64
+        } else {
+            0
+        };
+        Self {
+            queue,
+            sample_bound,
+        }
+    }
+
+    fn sample(&self, trace_id: &[u8; 16]) -> bool {
+        if self.sample_bound == u64::MAX {
+            return true;
+        }
+        let low = u64::from_be_bytes(trace_id[8..].try_into().unwrap_or_default());
+        (low >> 1) < self.sample_bound
+    }
+
+    /// A new root span (its own trace).
+    pub fn root(
+        &self,
+        name: &str,
+        kind: Kind,
+        attrs: &[(&'static str, AttrValue)],
+        baggage: Option<Arc<str>>,
+    ) -> SpanRec {
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&random_nonzero().to_be_bytes());
+        trace_id[8..].copy_from_slice(&random_nonzero().to_be_bytes());
+        let sampled = self.sample(&trace_id);
+        SpanRec::start(
+            &self.queue,
+            trace_id,
+            [0; 8],
+            sampled,
+            name,
+            kind,
+            attrs,
+            baggage,
+        )
+    }
+
+    /// A child of `parent` in the same trace, sampled when its parent is.
+    pub fn child(
+        &self,
+        parent: &SpanRec,
+        name: &str,
+        kind: Kind,
+        attrs: &[(&'static str, AttrValue)],
+    ) -> SpanRec {
+        SpanRec::start(
+            &parent.queue,
+            parent.trace_id,
+            parent.span_id,
+            parent.sampled,
+            name,
+            kind,
+            attrs,
+            parent.baggage.clone(),
+        )
+    }
+}
+
+/// One span in progress. Unsampled spans carry ids (for `traceparent`) and nothing else.
+pub(crate) struct SpanRec {
+    queue: Arc<SpanQueue>,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// All zero for a root.
+    parent_id: [u8; 8],
+    pub sampled: bool,
+    name: Box<str>,
+    kind: Kind,
+    start_ns: u64,
+    attrs: Vec<(&'static str, AttrValue)>,
+    events: Vec<Event>,
+    pub baggage: Option<Arc<str>>,
+}
+
+struct Event {
+    time_ns: u64,
+    name: &'static str,
+    attrs: Vec<(&'static str, AttrValue)>,
+}
+
+impl SpanRec {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        queue: &Arc<SpanQueue>,
+        trace_id: [u8; 16],
+        parent_id: [u8; 8],
+        sampled: bool,
+        name: &str,
+        kind: Kind,
+        attrs: &[(&'static str, AttrValue)],
+        baggage: Option<Arc<str>>,
+    ) -> Self {
+        let (name, attrs) = if sampled {
+            let mut v = Vec::with_capacity(attrs.len() + 3);
+            v.extend_from_slice(attrs);
+            (Box::from(name), v)
+        } else {
+            (Box::from(""), Vec::new())
+        };
+        Self {
+            queue: queue.clone(),
+            trace_id,
+            span_id: random_nonzero().to_be_bytes(),
+            parent_id,
+            sampled,
+            name,
+            kind,
+            start_ns: now_ns(),
+            attrs,
+            events: Vec::new(),
+            baggage,
+        }
+    }
+
+    pub fn set_attribute(&mut self, key: &'static str, value: AttrValue) {
+        if !self.sampled {
+            return;
+        }
+        match self.attrs.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.attrs.push((key, value)),
+        }
+    }
+
+    pub fn add_event(&mut self, name: &'static str, attrs: &[(&'static str, AttrValue)]) {
+        if self.sampled {
+            self.events.push(Event {
+                time_ns: now_ns(),
+                name,
+                attrs: attrs.to_vec(),
+            });
+        }
+    }
+
+    /// Ends the span: a sampled one is encoded into the queue (or counted as dropped).
+    pub fn finish(self, error: Option<&str>) {
+        if self.sampled {
+            self.queue.push(&self, now_ns(), error);
+        }
+    }
+
+    /// Length of the encoded `Span` message.
+    fn encoded_len(&self, end_error: Option<&str>) -> usize {
+        let mut n = pb::bytes_len(1, 16) + pb::bytes_len(2, 8) + pb::bytes_len(5, self.name.len());
+        if self.parent_id != [0; 8] {
+            n += pb::bytes_len(4, 8);
+        }
+        n += 2 + 9 + 9 + 6; // kind, start, end, flags
+        n += self
+            .attrs
+            .iter()
+            .map(|(k, v)| pb::msg_len(9, pb::kv_len(k, v)))
+            .sum::<usize>();
+        n += self
+            .events
+            .iter()
+            .map(|e| pb::msg_len(11, e.encoded_len()))
+            .sum::<usize>();
+        if let Some(msg) = end_error {
+            n += pb::msg_len(15, status_len(msg));
+        }
+        n
+    }
+
+    /// Appends this span as one `ScopeSpans.spans` field (tag, length, `Span` message).
+    fn encode(&self, buf: &mut Vec<u8>, end_ns: u64, error: Option<&str>) {
+        pb::put_tag(buf, SPANS_FIELD, pb::LEN);
+        pb::put_varint(buf, self.encoded_len(error) as u64);
+        pb::put_bytes(buf, 1, &self.trace_id);
+        pb::put_bytes(buf, 2, &self.span_id);
+        if self.parent_id != [0; 8] {
+            pb::put_bytes(buf, 4, &self.parent_id);
+        }
+        pb::put_bytes(buf, 5, self.name.as_bytes());
+        pb::put_tag(buf, 6, pb::VARINT);
+        pb::put_varint(buf, self.kind as u64);
+        pb::put_fixed64(buf, 7, self.start_ns);
+        pb::put_fixed64(buf, 8, end_ns.max(self.start_ns));
+        for (k, v) in &self.attrs {
+            pb::put_kv(buf, 9, k, v);
+        }
+        for e in &self.events {
+            pb::put_tag(buf, 11, pb::LEN);
+            pb::put_varint(buf, e.encoded_len() as u64);
+            pb::put_fixed64(buf, 1, e.time_ns);
+            pb::put_bytes(buf, 2, e.name.as_bytes());
+            for (k, v) in &e.attrs {
+                pb::put_kv(buf, 3, k, v);
+            }
+        }
+        if let Some(msg) = error {
+            pb::put_tag(buf, 15, pb::LEN);
+            pb::put_varint(buf, status_len(msg) as u64);
+            pb::put_bytes(buf, 2, msg.as_bytes());
+            pb::put_tag(buf, 3, pb::VARINT);
+            pb::put_varint(buf, STATUS_ERROR);
+        }
+        // W3C trace flags in the low byte; 0x100 says the parent's remoteness is known (local).
+        pb::put_tag(buf, 16, pb::I32);
+        buf.extend_from_slice(&(0x100u32 | 1).to_le_bytes());
+    }
+}
+
+/// OTLP `Status.StatusCode.STATUS_CODE_ERROR`.
+const STATUS_ERROR: u64 = 2;
+
+fn status_len(msg: &str) -> usize {
+    pb::bytes_len(2, msg.len()) + 2
+}
+
+impl Event {
+    fn encoded_len(&self) -> usize {
+        9 + pb::bytes_len(2, self.name.len())
+            + self
+                .attrs
+                .iter()
+                .map(|(k, v)| pb::msg_len(3, pb::kv_len(k, v)))
+                .sum::<usize>()
+    }
+}
+
+/// Spans waiting for export: one byte buffer per thread shard, bounded in span count.
+pub(crate) struct SpanQueue {
+    shards: Box<[Padded<Mutex<Shard>>]>,
+    /// Spans in the shards (not yet taken by the export thread).
+    pending: AtomicUsize,
+    max_queue: usize,
+    /// Set at shutdown: later spans are counted as dropped, not queued for nobody.
+    closed: AtomicBool,
+    pub stats: Arc<SpanStats>,
+}
+
+#[derive(Default)]
+struct Shard {
+    buf: Vec<u8>,
+    spans: usize,
+}
+
+/// Keeps each shard on its own cache lines.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl SpanQueue {
+    pub fn new(max_queue: usize, stats: Arc<SpanStats>) -> Self {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            * 2;
+        Self {
+            shards: (0..n).map(|_| Padded(Mutex::default())).collect(),
+            pending: AtomicUsize::new(0),
+            max_queue: max_queue.max(1),
+            closed: AtomicBool::new(false),
+            stats,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    fn push(&self, span: &SpanRec, end_ns: u64, error: Option<&str>) {
+        if self.closed.load(Ordering::Relaxed) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let shard = &self.shards[thread_index() % self.shards.len()].0;
+        let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
+        span.encode(&mut s.buf, end_ns, error);
+        s.spans += 1;
+    }
+
+    /// Moves every queued span into `out` (concatenated `spans` fields); returns how many.
+    pub fn take_into(&self, out: &mut Vec<u8>) -> usize {
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let mut s = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend_from_slice(&s.buf);
+            n += s.spans;
+            s.buf.clear();
+            s.spans = 0;
+        }
+        self.pending.fetch_sub(n, Ordering::Relaxed);
+        n
+    }
+}
+
+/// Splits concatenated `spans` fields into chunks of at most `max_spans` spans and
+/// `max_bytes` bytes (one span larger than that is a chunk of its own). Returns the byte ranges.
+pub(crate) fn chunks(buf: &[u8], max_spans: usize, max_bytes: usize) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let (mut start, mut pos, mut count) = (0, 0, 0);
+    while pos < buf.len() {
+        let Some(field_len) = pb::field_len_at(buf, pos) else {
+            break; // cannot happen with our own encoder; stop rather than send garbage
+        };
+        if count > 0 && (count == max_spans || pos + field_len - start > max_bytes) {
+            out.push((start, pos, count));
+            start = pos;
+            count = 0;
+        }
+        pos += field_len;
+        count += 1;
+    }
+    if count > 0 {
+        out.push((start, pos.min(buf.len()), count));
+    }
+    out
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(rand::random::<u64>() | 1);
+}
+
+/// A random non-zero u64 (wyrand over a per-thread state seeded from the OS): span and trace
+/// ids need uniqueness and uniform low bits for sampling, not secrecy.
+fn random_nonzero() -> u64 {
+    RNG.with(|s| {
+        loop {
+            let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+            s.set(x);
+            let t = (x as u128).wrapping_mul((x ^ 0xe703_7ed1_a0b4_28db) as u128);
+            let v = ((t >> 64) as u64) ^ (t as u64);
+            if v != 0 {
+                return v;
+            }
+        }
+    })
+}
+
+/// Lower-case hex of `bytes` into `out`.
+pub(crate) fn hex_into(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+}
+
+/// The protobuf wire format, as much of it as OTLP traces need.
+pub(crate) mod pb {
+    use super::AttrValue;
+
+    pub const VARINT: u8 = 0;
+    pub const I64: u8 = 1;
+    pub const LEN: u8 = 2;
+    pub const I32: u8 = 5;
+
+    pub fn varint_len(v: u64) -> usize {
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+    pub fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        buf.push(v as u8);
+    }
+    fn tag(field: u32, wire: u8) -> u64 {
+        (u64::from(field) << 3) | u64::from(wire)
+    }
+    pub fn put_tag(buf: &mut Vec<u8>, field: u32, wire: u8) {
+        put_varint(buf, tag(field, wire));
+    }
+    /// Encoded size of a length-delimited field whose payload is `n` bytes.
+    pub fn bytes_len(field: u32, n: usize) -> usize {
+        varint_len(tag(field, LEN)) + varint_len(n as u64) + n
+    }
+    /// Same as [`bytes_len`], named for embedded messages.
+    pub fn msg_len(field: u32, n: usize) -> usize {
+        bytes_len(field, n)
+    }
+    pub fn put_bytes(buf: &mut Vec<u8>, field: u32, data: &[u8]) {
+        put_tag(buf, field, LEN);
+        put_varint(buf, data.len() as u64);
+        buf.extend_from_slice(data);
+    }
+    pub fn put_fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
+        put_tag(buf, field, I64);
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// `AnyValue` payload size.
+    fn any_len(v: &AttrValue) -> usize {
+        match v {
+            AttrValue::Str(s) => bytes_len(1, s.len()),
+            AttrValue::Static(s) => bytes_len(1, s.len()),
+            AttrValue::Shared(s) => bytes_len(1, s.len()),
+            AttrValue::Bool(_) => 2,
+            AttrValue::I64(i) => 1 + varint_len(*i as u64),
+            AttrValue::F64(_) => 9,
+        }
+    }
+    /// `KeyValue` payload size.
+    pub fn kv_len(key: &str, v: &AttrValue) -> usize {
+        bytes_len(1, key.len()) + msg_len(2, any_len(v))
+    }
+    /// A `KeyValue` message as field `field` of its parent.
+    pub fn put_kv(buf: &mut Vec<u8>, field: u32, key: &str, v: &AttrValue) {
+        put_tag(buf, field, LEN);
+        put_varint(buf, kv_len(key, v) as u64);
+        put_bytes(buf, 1, key.as_bytes());
+        put_tag(buf, 2, LEN);
+        put_varint(buf, any_len(v) as u64);
+        match v {
+            AttrValue::Str(s) => put_bytes(buf, 1, s.as_bytes()),
+            AttrValue::Static(s) => put_bytes(buf, 1, s.as_bytes()),
+            AttrValue::Shared(s) => put_bytes(buf, 1, s.as_bytes()),
+            AttrValue::Bool(b) => {
+                put_tag(buf, 2, VARINT);
+                buf.push(u8::from(*b));
+            }
+            AttrValue::I64(i) => {
+                put_tag(buf, 3, VARINT);
+                put_varint(buf, *i as u64);
+            }
+            AttrValue::F64(f) => {
+                put_tag(buf, 4, I64);
+                buf.extend_from_slice(&f.to_le_bytes());
+            }
+        }
+    }
+
+    fn varint_at(buf: &[u8], mut pos: usize) -> Option<(u64, usize)> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *buf.get(pos)?;
+            pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some((v, pos));
+            }
+        }
+        None
+    }
+    /// Total size (tag, length and payload) of the length-delimited field at `pos`.
+    pub fn field_len_at(buf: &[u8], pos: usize) -> Option<usize> {
+        let (_, p) = varint_at(buf, pos)?;
+        let (len, p) = varint_at(buf, p)?;
+        let end = p.checked_add(usize::try_from(len).ok()?)?;
+        (end <= buf.len()).then_some(end - pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip_their_lengths() {
+        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u64::MAX] {
+            let mut b = Vec::new();
+            pb::put_varint(&mut b, v);
+            assert_eq!(b.len(), pb::varint_len(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn encoded_length_matches_what_is_written_and_chunks_split_on_span_boundaries() {
+        let q = Arc::new(SpanQueue::new(100, Arc::default()));
+        let t = Tracer::new(1.0, q.clone());
+        for i in 0..10 {
+            let mut root = t.root(
+                "iteration",
+                Kind::Internal,
+                &[("novaload.vu", AttrValue::I64(-i))],
+                None,
+            );
+            root.add_event("phase", &[("phase", AttrValue::Static("copy"))]);
+            let mut c = t.child(&root, "GET /x", Kind::Client, &[]);
+            c.set_attribute("f", AttrValue::F64(0.5));
+            c.set_attribute("b", AttrValue::Bool(true));
+            c.finish(Some("boom"));
+            root.finish(None);
+        }
+        let mut buf = Vec::new();
+        assert_eq!(q.take_into(&mut buf), 20);
+        assert_eq!(q.pending(), 0);
+        let parts = chunks(&buf, 3, usize::MAX);
+        assert_eq!(parts.len(), 7);
+        assert_eq!(parts.iter().map(|p| p.2).sum::<usize>(), 20);
+        assert_eq!(parts.last().map(|p| p.1), Some(buf.len()));
+        let by_bytes = chunks(&buf, usize::MAX, 1);
+        assert_eq!(
+            by_bytes.len(),
+            20,
+            "a span over the byte limit travels alone"
+        );
+    }
+
+    #[test]
+    fn ratio_sampling_keeps_about_the_ratio_and_children_follow() {
+        let q = Arc::new(SpanQueue::new(1_000_000, Arc::default()));
+        let t = Tracer::new(0.25, q.clone());
+        let mut kept = 0;
+        for _ in 0..20_000 {
+            let r = t.root("r", Kind::Internal, &[], None);
+            let c = t.child(&r, "c", Kind::Client, &[]);
+            assert_eq!(r.sampled, c.sampled);
+            assert_eq!(r.trace_id, c.trace_id);
+            kept += usize::from(r.sampled);
+        }
+        assert!((4_000..6_000).contains(&kept), "{kept}");
+        let none = Tracer::new(0.0, q.clone());
+        assert!(!none.root("r", Kind::Internal, &[], None).sampled);
+    }
+
+    #[test]
+    fn full_queue_counts_drops() {
+        let stats = Arc::new(SpanStats::default());
+        let q = Arc::new(SpanQueue::new(3, stats.clone()));
+        let t = Tracer::new(1.0, q.clone());
+        for _ in 0..5 {
+            t.root("r", Kind::Internal, &[], None).finish(None);
+        }
+        assert_eq!(q.pending(), 3);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 2);
+    }
+}
