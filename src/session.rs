@@ -888,7 +888,10 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         Some(d) => crate::distributed::exact_results_dir(d)?,
         None => create_results_dir(&a.out)?,
     };
-    let telemetry = if a.no_telemetry {
+    // Live series nobody can read (no /metrics, no OTLP) would cost every request a few
+    // hundred nanoseconds for nothing: the summary comes from the recorder, not from them.
+    let observed = tel_cfg.metrics_listen.is_some() || tel_cfg.otlp_endpoint.is_some();
+    let telemetry = if a.no_telemetry || !observed {
         Telemetry::disabled()
     } else {
         Telemetry::start(tel_cfg)

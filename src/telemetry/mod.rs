@@ -135,11 +135,36 @@ pub struct VuSeries {
 }
 
 struct VuSeriesInner {
+    labels: RunLabels,
     iterations: instruments::ShardedCounter,
     iteration_duration: instruments::HistSeries,
     data_sent: instruments::ShardedCounter,
     data_received: instruments::ShardedCounter,
+    /// Series this VU resolved for the label values that vary per request (only its own task
+    /// locks it, so the lock is never contended).
+    seen: Mutex<SeenSeries>,
 }
+
+/// A VU's resolved per-request series: a handful of distinct label combinations each, found by
+/// a short scan instead of hashing every label value per request.
+#[derive(Default)]
+struct SeenSeries {
+    http: Vec<HttpSeries>,
+    checks: Vec<(Box<str>, bool, instruments::ShardedCounter)>,
+}
+
+struct HttpSeries {
+    method: Box<str>,
+    template: Box<str>,
+    status: u16,
+    error: Option<ErrorKind>,
+    duration: instruments::HistSeries,
+    operations: instruments::ShardedCounter,
+    errors: Option<instruments::ShardedCounter>,
+}
+
+/// Distinct label combinations a VU keeps resolved; beyond this, records look series up.
+const SEEN_PER_VU: usize = 64;
 
 impl Span {
     /// W3C `traceparent` header value of this span (None when tracing is off).
@@ -591,6 +616,8 @@ impl Telemetry {
         let m = &i.instruments;
         VuSeries {
             inner: Some(Arc::new(VuSeriesInner {
+                labels: labels.clone(),
+                seen: Mutex::default(),
                 iterations: m.iterations.series(&v),
                 iteration_duration: m.iteration_duration.series(&v),
                 data_sent: m.data_sent.series(&v),
@@ -657,6 +684,105 @@ impl Telemetry {
             i.instruments
                 .errors
                 .inc_by(&[run, test, scenario, url_template, err], 1);
+        }
+    }
+    /// [`Telemetry::record_http`] for a VU: the series of each (method, template, status,
+    /// error) it sees are resolved once and kept in `series`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_vu_http(
+        &self,
+        series: &VuSeries,
+        method: &str,
+        url_template: &str,
+        status: u16,
+        error: Option<ErrorKind>,
+        duration_s: f64,
+        trace: Option<&str>,
+    ) {
+        let (Some(i), Some(vs)) = (&self.inner, &series.inner) else {
+            return;
+        };
+        let mut seen = vs.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let found = seen.http.iter().position(|h| {
+            h.status == status
+                && h.error == error
+                && *h.method == *method
+                && *h.template == *url_template
+        });
+        let idx = match found {
+            Some(idx) => idx,
+            None if seen.http.len() < SEEN_PER_VU => {
+                let m = &i.instruments;
+                let err = error.map_or("", ErrorKind::as_str);
+                let [run, test, scenario] = run_values(&vs.labels);
+                let values = [
+                    run,
+                    test,
+                    scenario,
+                    method,
+                    url_template,
+                    status_str(status),
+                    status_class(status),
+                    err,
+                ];
+                let ops = [
+                    run,
+                    test,
+                    scenario,
+                    url_template,
+                    result_str(error.is_none()),
+                ];
+                seen.http.push(HttpSeries {
+                    method: method.into(),
+                    template: url_template.into(),
+                    status,
+                    error,
+                    duration: m.http_duration.series(&values),
+                    operations: m.operations.series(&ops),
+                    errors: error
+                        .map(|_| m.errors.series(&[run, test, scenario, url_template, err])),
+                });
+                seen.http.len() - 1
+            }
+            None => {
+                drop(seen);
+                let l = &vs.labels;
+                return self.record_http(l, method, url_template, status, error, duration_s, trace);
+            }
+        };
+        let h = &seen.http[idx];
+        i.instruments
+            .http_duration
+            .observe_series(&h.duration, duration_s, trace);
+        h.operations.inc_by(1);
+        if let Some(e) = &h.errors {
+            e.inc_by(1);
+        }
+    }
+    /// [`Telemetry::record_check`] for a VU, its series resolved once per check name and outcome.
+    pub fn record_vu_check(&self, series: &VuSeries, check: &str, ok: bool) {
+        let (Some(i), Some(vs)) = (&self.inner, &series.inner) else {
+            return;
+        };
+        let mut seen = vs.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, c)) = seen
+            .checks
+            .iter()
+            .find(|(n, o, _)| *o == ok && **n == *check)
+        {
+            c.inc_by(1);
+        } else if seen.checks.len() < SEEN_PER_VU {
+            let [run, test, scenario] = run_values(&vs.labels);
+            let result = if ok { "pass" } else { "fail" };
+            let c = i
+                .instruments
+                .checks
+                .series(&[run, test, scenario, check, result]);
+            c.inc_by(1);
+            seen.checks.push((check.into(), ok, c));
+        } else {
+            drop(seen);
+            self.record_check(&vs.labels, check, ok);
         }
     }
     pub fn record_check(&self, labels: &RunLabels, check: &str, ok: bool) {

@@ -157,7 +157,7 @@ impl Vu {
         };
         self.rec
             .record(builtin::CHECKS, if ok { 1.0 } else { 0.0 }, &tags);
-        self.tel.record_check(&self.labels, name, ok);
+        self.tel.record_vu_check(&self.live, name, ok);
         ok
     }
 
@@ -304,8 +304,8 @@ impl Vu {
             AttrValue::I64(resp.status as i64),
         );
         let trace = span.sampled_trace_id();
-        self.tel.record_http(
-            &self.labels,
+        self.tel.record_vu_http(
+            &self.live,
             &method,
             req.template,
             resp.status,
