@@ -520,7 +520,6 @@ impl ShardedHistogram {
 #[derive(Clone)]
 pub struct HistSeries {
     prom: Arc<ShardedHistogram>,
-    attrs: Arc<[KeyValue]>,
 }
 
 /// The series of one histogram metric, for [`render_histograms`].
@@ -529,27 +528,21 @@ pub struct HistFamily {
     series: RwLock<Vec<(Labels, Arc<ShardedHistogram>)>>,
 }
 
+/// A histogram metric. Not mirrored into an OTel SDK instrument: the SDK's `record` hashes
+/// every attribute on every sample (about as costly as the request); OTLP gets these
+/// families from [`encode_otlp_histograms`] instead, exemplars included.
 pub struct LabeledHistogram {
     family: Arc<HistFamily>,
-    otel: Option<opentelemetry::metrics::Histogram<f64>>,
     cache: SeriesCache<HistSeries>,
 }
 
 impl LabeledHistogram {
-    fn new(name: MetricName, meter: Option<&Meter>) -> Self {
-        let otel = meter.map(|m| {
-            m.f64_histogram(name.otel)
-                .with_unit(name.unit)
-                .with_description(name.help)
-                .with_boundaries(LATENCY_BUCKETS.to_vec())
-                .build()
-        });
+    fn new(name: MetricName) -> Self {
         Self {
             family: Arc::new(HistFamily {
                 name,
                 series: RwLock::new(Vec::new()),
             }),
-            otel,
             cache: SeriesCache::new(),
         }
     }
@@ -573,9 +566,6 @@ impl LabeledHistogram {
     #[inline]
     pub fn observe_series(&self, s: &HistSeries, v: f64, trace: Option<&str>) {
         s.prom.observe(v, trace);
-        if let Some(o) = &self.otel {
-            o.record(v, &s.attrs);
-        }
     }
 
     fn create(&self, values: &[&str]) -> HistSeries {
@@ -587,11 +577,91 @@ impl LabeledHistogram {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push((owned_labels(name, values), prom.clone()));
-        HistSeries {
-            prom,
-            attrs: otel_attrs(name, values),
-        }
+        HistSeries { prom }
     }
+}
+
+/// The histogram families as OTLP `Metric` messages, cumulative since `start_ns`, each
+/// appended as one `ScopeMetrics.metrics` field, with each bucket's newest exemplar (its trace
+/// id, so a collector's exemplars lead to the trace as Prometheus' do).
+pub fn encode_otlp_histograms(
+    out: &mut Vec<u8>,
+    families: &[Arc<HistFamily>],
+    start_ns: u64,
+    now_ns: u64,
+) {
+    use super::trace::pb;
+    let mut points = Vec::new();
+    for f in families {
+        points.clear();
+        let series = f.series.read().unwrap_or_else(|e| e.into_inner());
+        for (labels, h) in series.iter() {
+            let cell = h.merged();
+            let mut p = Vec::with_capacity(512);
+            for (k, v) in labels {
+                pb::put_str_kv(&mut p, 9, otel_key(k), v);
+            }
+            pb::put_fixed64(&mut p, 2, start_ns);
+            pb::put_fixed64(&mut p, 3, now_ns);
+            pb::put_fixed64(&mut p, 4, cell.counts.iter().sum());
+            pb::put_fixed64(&mut p, 5, cell.sum.to_bits());
+            pb::put_tag(&mut p, 6, pb::LEN);
+            pb::put_varint(&mut p, (8 * N_BUCKETS) as u64);
+            for c in cell.counts {
+                p.extend_from_slice(&c.to_le_bytes());
+            }
+            pb::put_tag(&mut p, 7, pb::LEN);
+            pb::put_varint(&mut p, (8 * LATENCY_BUCKETS.len()) as u64);
+            for b in LATENCY_BUCKETS {
+                p.extend_from_slice(&b.to_le_bytes());
+            }
+            for e in cell.exemplars.iter().flatten() {
+                let Some(trace_id) = hex16(e.trace_id()) else {
+                    continue;
+                };
+                let at =
+                    e.at.duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64);
+                let mut x = Vec::with_capacity(40);
+                pb::put_fixed64(&mut x, 2, at);
+                pb::put_fixed64(&mut x, 3, e.value.to_bits());
+                pb::put_bytes(&mut x, 5, &trace_id);
+                pb::put_bytes(&mut p, 8, &x);
+            }
+            pb::put_bytes(&mut points, 1, &p);
+        }
+        drop(series);
+        if points.is_empty() {
+            continue;
+        }
+        // Histogram { data_points, aggregation_temporality = CUMULATIVE (2) }
+        let hist_len = points.len() + 2;
+        let mut metric = Vec::with_capacity(pb::msg_len(9, hist_len) + 128);
+        pb::put_bytes(&mut metric, 1, f.name.otel.as_bytes());
+        pb::put_bytes(&mut metric, 2, f.name.help.as_bytes());
+        pb::put_bytes(&mut metric, 3, f.name.unit.as_bytes());
+        pb::put_tag(&mut metric, 9, pb::LEN);
+        pb::put_varint(&mut metric, hist_len as u64);
+        metric.extend_from_slice(&points);
+        pb::put_tag(&mut metric, 2, pb::VARINT);
+        pb::put_varint(&mut metric, 2);
+        pb::put_bytes(out, 2, &metric);
+    }
+}
+
+/// 32 hex digits → 16 bytes.
+fn hex16(s: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    let b = s.as_bytes();
+    if b.len() != 32 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let hi = (b[2 * i] as char).to_digit(16)?;
+        let lo = (b[2 * i + 1] as char).to_digit(16)?;
+        *o = (hi * 16 + lo) as u8;
+    }
+    Some(out)
 }
 
 /// Appends the histogram families in the Prometheus text format (0.0.4) or, with
@@ -691,12 +761,12 @@ impl Instruments {
     pub fn new(reg: &mut Registry, meter: Option<&Meter>) -> Self {
         use names::*;
         Self {
-            http_duration: LabeledHistogram::new(HTTP_CLIENT_REQUEST_DURATION, meter),
-            db_duration: LabeledHistogram::new(DB_CLIENT_OPERATION_DURATION, meter),
+            http_duration: LabeledHistogram::new(HTTP_CLIENT_REQUEST_DURATION),
+            db_duration: LabeledHistogram::new(DB_CLIENT_OPERATION_DURATION),
             vus: LabeledGauge::new(VUS, reg, meter, false),
             vus_max: LabeledGauge::new(VUS_MAX, reg, meter, false),
             iterations: LabeledCounter::new(ITERATIONS, reg, meter),
-            iteration_duration: LabeledHistogram::new(ITERATION_DURATION, meter),
+            iteration_duration: LabeledHistogram::new(ITERATION_DURATION),
             dropped_iterations: LabeledCounter::new(DROPPED_ITERATIONS, reg, meter),
             checks: LabeledCounter::new(CHECKS, reg, meter),
             errors: LabeledCounter::new(ERRORS, reg, meter),
@@ -705,13 +775,13 @@ impl Instruments {
             data_received: LabeledCounter::new(DATA_RECEIVED, reg, meter),
             ws_active: LabeledGauge::new(WS_CONNECTIONS_ACTIVE, reg, meter, true),
             ws_connections: LabeledCounter::new(WS_CONNECTIONS, reg, meter),
-            ws_connect_duration: LabeledHistogram::new(WS_CONNECT_DURATION, meter),
+            ws_connect_duration: LabeledHistogram::new(WS_CONNECT_DURATION),
             ws_messages: LabeledCounter::new(WS_MESSAGES, reg, meter),
-            ws_latency: LabeledHistogram::new(WS_MESSAGE_LATENCY, meter),
+            ws_latency: LabeledHistogram::new(WS_MESSAGE_LATENCY),
             migrations_in_flight: LabeledGauge::new(MIGRATIONS_IN_FLIGHT, reg, meter, true),
             migrations: LabeledCounter::new(MIGRATIONS, reg, meter),
-            migration_duration: LabeledHistogram::new(MIGRATION_DURATION, meter),
-            db_pool_acquire: LabeledHistogram::new(DB_POOL_ACQUIRE_DURATION, meter),
+            migration_duration: LabeledHistogram::new(MIGRATION_DURATION),
+            db_pool_acquire: LabeledHistogram::new(DB_POOL_ACQUIRE_DURATION),
             db_pool_connections: LabeledGauge::new(DB_POOL_CONNECTIONS, reg, meter, false),
             run_info: LabeledGauge::new(RUN_INFO, reg, meter, false),
         }
@@ -793,7 +863,7 @@ mod tests {
 
     #[test]
     fn sharded_histogram_merges_threads_and_renders_both_formats() {
-        let h = LabeledHistogram::new(names::HTTP_CLIENT_REQUEST_DURATION, None);
+        let h = LabeledHistogram::new(names::HTTP_CLIENT_REQUEST_DURATION);
         let values = ["run1", "api", "default", "GET", "/x", "200", "2xx", ""];
         let trace = "0123456789abcdef0123456789abcdef";
         std::thread::scope(|s| {
@@ -828,6 +898,52 @@ mod tests {
             "classic text has no exemplars: {text}"
         );
         assert!(text.contains("le=\"1.0\"} 4001\n"), "{text}");
+    }
+
+    #[test]
+    fn otlp_histograms_decode_with_counts_bounds_attributes_and_exemplars() {
+        use opentelemetry_proto::tonic::metrics::v1::{ScopeMetrics, metric::Data};
+        use prost::Message as _;
+        let h = LabeledHistogram::new(names::HTTP_CLIENT_REQUEST_DURATION);
+        let values = ["run", "api", "default", "GET", "/x", "200", "2xx", ""];
+        let trace = "0123456789abcdef0123456789abcdef";
+        h.observe(&values, 0.003, Some(trace));
+        h.observe(&values, 0.2, None);
+        let mut buf = Vec::new();
+        encode_otlp_histograms(&mut buf, &[h.family.clone()], 1, 2);
+        // The encoder writes `ScopeMetrics.metrics` fields: decodable as a ScopeMetrics.
+        let sm = ScopeMetrics::decode(buf.as_slice()).unwrap();
+        assert_eq!(sm.metrics.len(), 1);
+        let m = &sm.metrics[0];
+        assert_eq!(m.name, names::HTTP_CLIENT_REQUEST_DURATION.otel);
+        assert_eq!(m.unit, names::HTTP_CLIENT_REQUEST_DURATION.unit);
+        let Some(Data::Histogram(hist)) = &m.data else {
+            panic!("not a histogram: {m:?}");
+        };
+        assert_eq!(hist.aggregation_temporality, 2, "cumulative");
+        let p = &hist.data_points[0];
+        assert_eq!((p.start_time_unix_nano, p.time_unix_nano), (1, 2));
+        assert_eq!(p.count, 2);
+        assert!((p.sum.unwrap() - 0.203).abs() < 1e-9);
+        assert_eq!(p.explicit_bounds, LATENCY_BUCKETS);
+        assert_eq!(p.bucket_counts.len(), N_BUCKETS);
+        assert_eq!((p.bucket_counts[2], p.bucket_counts[9]), (1, 1));
+        let attr = |k: &str| {
+            p.attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.clone())
+                .and_then(|v| v.value)
+        };
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        assert_eq!(attr("url.template"), Some(Value::StringValue("/x".into())));
+        assert_eq!(
+            attr("http.response.status_code"),
+            Some(Value::StringValue("200".into()))
+        );
+        assert_eq!(p.exemplars.len(), 1);
+        assert_eq!(p.exemplars[0].trace_id, hex16(trace).unwrap().to_vec());
+        assert!(p.exemplars[0].time_unix_nano > 0);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SpanExporter;
 use prometheus_client::registry::Registry;
-use spans::{ErrorLog, QueueConfig, SpanExport, SpanSink, SpanStats};
+use spans::{ErrorLog, OtlpSink, QueueConfig, SpanExport, SpanStats};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -106,6 +106,8 @@ struct Inner {
     tracer: Option<trace::Tracer>,
     span_export: Mutex<Option<SpanExport>>,
     meter_provider: Mutex<Option<SdkMeterProvider>>,
+    /// OTLP push of the histograms (counters and gauges go through `meter_provider`).
+    histogram_export: Mutex<Option<HistogramExport>>,
     span_stats: Arc<SpanStats>,
     /// Metric export and other non-span errors.
     errors: Arc<ErrorLog>,
@@ -264,8 +266,81 @@ pub enum AttrValue {
     Bool(bool),
 }
 
+fn otlp_sink(
+    t: otlp::Transport,
+    url: &str,
+    grpc_method: &'static str,
+    timeout: Duration,
+) -> anyhow::Result<Box<dyn OtlpSink>> {
+    Ok(match t {
+        otlp::Transport::Grpc => Box::new(spans::GrpcSink::new(url, grpc_method, timeout)?),
+        otlp::Transport::HttpProtobuf => Box::new(spans::HttpSink::new(url, timeout)?),
+    })
+}
+
+/// Pushes the histogram families over OTLP every interval and once more at shutdown.
+struct HistogramExport {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HistogramExport {
+    fn start(
+        mut sink: Box<dyn OtlpSink>,
+        framing: spans::Framing,
+        families: Vec<Arc<instruments::HistFamily>>,
+        interval: Duration,
+        timeout: Duration,
+        errors: Arc<ErrorLog>,
+    ) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let start_ns = unix_nanos();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            let mut buf = Vec::new();
+            loop {
+                let last = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = &mut stopped => true,
+                };
+                buf.clear();
+                instruments::encode_otlp_histograms(&mut buf, &families, start_ns, unix_nanos());
+                if !buf.is_empty() {
+                    let r = tokio::time::timeout(timeout, sink.export(framing.request(&buf)))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")));
+                    if let Err(e) = r {
+                        errors.push(format!("histogram export failed: {e}"));
+                    }
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Sends the final values; gives up after `limit`.
+    async fn shutdown(self, limit: Duration) -> Result<(), String> {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(limit, self.task).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("gave up after {limit:?}")),
+        }
+    }
+}
+
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Builds the span sink once the resource is known.
-type MakeSink = Box<dyn FnOnce(&Resource) -> Box<dyn SpanSink> + Send>;
+type MakeSink = Box<dyn FnOnce(&Resource) -> Box<dyn OtlpSink> + Send>;
 
 fn or_default<T: PartialEq + Default>(v: T, d: T) -> T {
     if v == T::default() { d } else { v }
@@ -294,10 +369,7 @@ impl Telemetry {
                 let t = otlp::Transport::parse(&cfg.otlp_protocol, ep)?;
                 let url = otlp::signal_url(ep, t, "/v1/traces");
                 let timeout = export_timeout(&cfg);
-                let sink: Box<dyn SpanSink> = match t {
-                    otlp::Transport::Grpc => Box::new(spans::GrpcSink::new(&url, timeout)?),
-                    otlp::Transport::HttpProtobuf => Box::new(spans::HttpSink::new(&url, timeout)?),
-                };
+                let sink = otlp_sink(t, &url, spans::GRPC_TRACES, timeout)?;
                 Some(Box::new(move |_: &Resource| sink))
             }
             _ => None,
@@ -381,7 +453,7 @@ impl Telemetry {
                     .build();
                 Some(
                     SdkMeterProvider::builder()
-                        .with_resource(resource)
+                        .with_resource(resource.clone())
                         .with_reader(reader)
                         .build(),
                 )
@@ -407,6 +479,21 @@ impl Telemetry {
             registry,
             histograms: instruments.histogram_families(),
         });
+        let histogram_export = match &cfg.otlp_endpoint {
+            Some(ep) => {
+                let t = otlp::Transport::parse(&cfg.otlp_protocol, ep)?;
+                let url = otlp::signal_url(ep, t, "/v1/metrics");
+                Some(HistogramExport::start(
+                    otlp_sink(t, &url, spans::GRPC_METRICS, export_timeout(&cfg))?,
+                    spans::Framing::new(&resource, "novaload", VERSION),
+                    instruments.histogram_families(),
+                    or_default(cfg.metrics_interval, Duration::from_secs(5)),
+                    export_timeout(&cfg),
+                    errors.clone(),
+                ))
+            }
+            None => None,
+        };
 
         let server = match cfg.metrics_listen {
             Some(addr) => Some(prometheus::Server::start(addr, registry.clone()).await?),
@@ -420,6 +507,7 @@ impl Telemetry {
                 tracer,
                 span_export: Mutex::new(span_export),
                 meter_provider: Mutex::new(meter_provider),
+                histogram_export: Mutex::new(histogram_export),
                 span_stats,
                 errors,
                 metrics_addr: server.as_ref().map(|s| s.addr),
@@ -505,6 +593,19 @@ impl Telemetry {
             let r = bounded_blocking(left, move || mp.shutdown_with_timeout(left)).await;
             if let Err(e) = r {
                 report.errors.push(format!("metric shutdown: {e}"));
+            }
+        }
+        let hx = inner
+            .histogram_export
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(hx) = hx {
+            let left = budget
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1));
+            if let Err(e) = hx.shutdown(left).await {
+                report.errors.push(format!("histogram shutdown: {e}"));
             }
         }
         let s = &inner.span_stats;

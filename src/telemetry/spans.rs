@@ -1,5 +1,5 @@
 //! Span export: one thread takes the encoded spans out of the [`SpanQueue`] and sends them, in
-//! requests of at most `max_batch` spans, to a [`SpanSink`] — OTLP over gRPC or HTTP/protobuf,
+//! requests of at most `max_batch` spans, to a [`OtlpSink`] — OTLP over gRPC or HTTP/protobuf,
 //! or (tests, custom pipelines) an SDK `SpanExporter` fed decoded `SpanData`.
 //!
 //! Every export is bounded by a timeout and driven on the caller's Tokio runtime through its
@@ -73,13 +73,15 @@ const MAX_REQUEST_BYTES: usize = 3 << 20;
 
 type ExportFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
-/// Where export requests go. `request` is a whole `ExportTraceServiceRequest`.
-pub trait SpanSink: Send + 'static {
+/// Where export requests go: a whole `ExportTraceServiceRequest` (or, for the histogram
+/// exporter, `ExportMetricsServiceRequest`: the same framing, see [`Framing`]).
+pub trait OtlpSink: Send + 'static {
     fn export(&mut self, request: Bytes) -> ExportFuture<'_>;
 }
 
-/// The resource and scope of every request, encoded once.
-struct Framing {
+/// The resource and scope of every request, encoded once. Traces and metrics share the shape:
+/// request{1: resource_x{1: resource, 2: scope_x{1: scope, 2: items...}}}.
+pub struct Framing {
     /// `ResourceSpans.resource` field.
     resource: Vec<u8>,
     /// `ScopeSpans.scope` field.
@@ -87,7 +89,7 @@ struct Framing {
 }
 
 impl Framing {
-    fn new(resource: &Resource, scope_name: &str, scope_version: &str) -> Self {
+    pub fn new(resource: &Resource, scope_name: &str, scope_version: &str) -> Self {
         let mut attrs = Vec::new();
         for (k, v) in resource.iter() {
             let v = match v {
@@ -108,8 +110,9 @@ impl Framing {
         Self { resource, scope }
     }
 
-    /// `ExportTraceServiceRequest { resource_spans: [{ resource, scope_spans: [{ scope, spans }] }] }`.
-    fn request(&self, spans: &[u8]) -> Bytes {
+    /// `ExportTraceServiceRequest { resource_spans: [{ resource, scope_spans: [{ scope, spans }] }] }`
+    /// (`spans` already encoded as field-2 entries; likewise for metrics).
+    pub fn request(&self, spans: &[u8]) -> Bytes {
         let scope_spans = self.scope.len() + spans.len();
         let resource_spans = self.resource.len() + pb::msg_len(2, scope_spans);
         let mut out = Vec::with_capacity(pb::msg_len(1, resource_spans));
@@ -136,7 +139,7 @@ pub struct SpanExport {
 
 impl SpanExport {
     pub fn start(
-        sink: Box<dyn SpanSink>,
+        sink: Box<dyn OtlpSink>,
         queue: Arc<SpanQueue>,
         resource: &Resource,
         cfg: QueueConfig,
@@ -183,7 +186,7 @@ impl SpanExport {
 }
 
 struct Worker {
-    sink: Box<dyn SpanSink>,
+    sink: Box<dyn OtlpSink>,
     queue: Arc<SpanQueue>,
     framing: Framing,
     cfg: QueueConfig,
@@ -265,33 +268,38 @@ impl Worker {
     }
 }
 
+/// gRPC method of OTLP trace export.
+pub const GRPC_TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// gRPC method of OTLP metric export.
+pub const GRPC_METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
 /// OTLP over gRPC: the request bytes go out as they are (tonic frames them).
 pub struct GrpcSink {
     client: tonic::client::Grpc<tonic::transport::Channel>,
+    method: &'static str,
 }
 
 impl GrpcSink {
-    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(url: &str, method: &'static str, timeout: Duration) -> anyhow::Result<Self> {
         let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
             .map_err(|e| anyhow::anyhow!("invalid OTLP endpoint {url:?}: {e}"))?
             .timeout(timeout)
             .connect_timeout(timeout);
         Ok(Self {
             client: tonic::client::Grpc::new(endpoint.connect_lazy()),
+            method,
         })
     }
 }
 
-impl SpanSink for GrpcSink {
+impl OtlpSink for GrpcSink {
     fn export(&mut self, request: Bytes) -> ExportFuture<'_> {
         Box::pin(async move {
             self.client
                 .ready()
                 .await
                 .map_err(|e| format!("connecting: {e}"))?;
-            let path = http::uri::PathAndQuery::from_static(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            );
+            let path = http::uri::PathAndQuery::from_static(self.method);
             self.client
                 .unary::<Bytes, Bytes, RawCodec>(tonic::Request::new(request), path, RawCodec)
                 .await
@@ -366,7 +374,7 @@ impl HttpSink {
     }
 }
 
-impl SpanSink for HttpSink {
+impl OtlpSink for HttpSink {
     fn export(&mut self, request: Bytes) -> ExportFuture<'_> {
         Box::pin(async move {
             let headers = [(
@@ -399,7 +407,7 @@ impl<E: SpanExporter + 'static> SdkSink<E> {
     }
 }
 
-impl<E: SpanExporter + 'static> SpanSink for SdkSink<E> {
+impl<E: SpanExporter + 'static> OtlpSink for SdkSink<E> {
     fn export(&mut self, request: Bytes) -> ExportFuture<'_> {
         Box::pin(async move {
             let spans = decode::span_data(&request)?;

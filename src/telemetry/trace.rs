@@ -443,6 +443,19 @@ pub(crate) mod pb {
         buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    /// A `KeyValue` with a string value, as field `field` of its parent.
+    pub fn put_str_kv(buf: &mut Vec<u8>, field: u32, key: &str, value: &str) {
+        put_tag(buf, field, LEN);
+        put_varint(
+            buf,
+            (bytes_len(1, key.len()) + msg_len(2, bytes_len(1, value.len()))) as u64,
+        );
+        put_bytes(buf, 1, key.as_bytes());
+        put_tag(buf, 2, LEN);
+        put_varint(buf, bytes_len(1, value.len()) as u64);
+        put_bytes(buf, 1, value.as_bytes());
+    }
+
     /// `AnyValue` payload size.
     fn any_len(v: &AttrValue) -> usize {
         match v {
