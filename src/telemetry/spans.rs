@@ -224,11 +224,18 @@ impl Worker {
         loop {
             self.buf.clear();
             let mut buf = std::mem::take(&mut self.buf);
-            if self.queue.take_into(&mut buf) == 0 {
+            let taken = self.queue.take_into(&mut buf);
+            if taken == 0 {
                 self.buf = buf;
                 return;
             }
-            for (start, end, count) in trace::chunks(&buf, self.cfg.max_batch, MAX_REQUEST_BYTES) {
+            // Usually one request's worth: only a bigger take is walked to split it.
+            let parts = if taken <= self.cfg.max_batch && buf.len() <= MAX_REQUEST_BYTES {
+                vec![(0, buf.len(), taken)]
+            } else {
+                trace::chunks(&buf, self.cfg.max_batch, MAX_REQUEST_BYTES)
+            };
+            for (start, end, count) in parts {
                 let now = Instant::now();
                 if now >= deadline {
                     stats.dropped.fetch_add(count as u64, Ordering::Relaxed);

@@ -59,28 +59,21 @@ impl Tracer {
         (low >> 1) < self.sample_bound
     }
 
-    /// A new root span (its own trace).
+    /// A new root span (its own trace). `attrs` fills the attributes, called only when the
+    /// span is sampled (unsampled spans build nothing).
     pub fn root(
         &self,
         name: &str,
         kind: Kind,
-        attrs: &[(&'static str, AttrValue)],
+        attrs: impl FnOnce(&mut Vec<(&'static str, AttrValue)>),
         baggage: Option<Arc<str>>,
     ) -> SpanRec {
         let mut trace_id = [0u8; 16];
         trace_id[..8].copy_from_slice(&random_nonzero().to_be_bytes());
         trace_id[8..].copy_from_slice(&random_nonzero().to_be_bytes());
         let sampled = self.sample(&trace_id);
-        SpanRec::start(
-            &self.queue,
-            trace_id,
-            [0; 8],
-            sampled,
-            name,
-            kind,
-            attrs,
-            baggage,
-        )
+        let queue = sampled.then(|| self.queue.clone());
+        SpanRec::start(queue, trace_id, [0; 8], name, kind, attrs, baggage)
     }
 
     /// A child of `parent` in the same trace, sampled when its parent is.
@@ -89,13 +82,12 @@ impl Tracer {
         parent: &SpanRec,
         name: &str,
         kind: Kind,
-        attrs: &[(&'static str, AttrValue)],
+        attrs: impl FnOnce(&mut Vec<(&'static str, AttrValue)>),
     ) -> SpanRec {
         SpanRec::start(
-            &parent.queue,
+            parent.queue.clone(),
             parent.trace_id,
             parent.span_id,
-            parent.sampled,
             name,
             kind,
             attrs,
@@ -106,7 +98,8 @@ impl Tracer {
 
 /// One span in progress. Unsampled spans carry ids (for `traceparent`) and nothing else.
 pub(crate) struct SpanRec {
-    queue: Arc<SpanQueue>,
+    /// Where a sampled span goes when it ends; None when not sampled.
+    queue: Option<Arc<SpanQueue>>,
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     /// All zero for a root.
@@ -127,34 +120,33 @@ struct Event {
 }
 
 impl SpanRec {
-    #[allow(clippy::too_many_arguments)]
     fn start(
-        queue: &Arc<SpanQueue>,
+        queue: Option<Arc<SpanQueue>>,
         trace_id: [u8; 16],
         parent_id: [u8; 8],
-        sampled: bool,
         name: &str,
         kind: Kind,
-        attrs: &[(&'static str, AttrValue)],
+        attrs: impl FnOnce(&mut Vec<(&'static str, AttrValue)>),
         baggage: Option<Arc<str>>,
     ) -> Self {
-        let (name, attrs) = if sampled {
-            let mut v = Vec::with_capacity(attrs.len() + 3);
-            v.extend_from_slice(attrs);
-            (Box::from(name), v)
+        let sampled = queue.is_some();
+        let (name, attr_vec, start_ns) = if sampled {
+            let mut v = Vec::with_capacity(8);
+            attrs(&mut v);
+            (Box::from(name), v, now_ns())
         } else {
-            (Box::from(""), Vec::new())
+            (Box::from(""), Vec::new(), 0)
         };
         Self {
-            queue: queue.clone(),
+            queue,
             trace_id,
             span_id: random_nonzero().to_be_bytes(),
             parent_id,
             sampled,
             name,
             kind,
-            start_ns: now_ns(),
-            attrs,
+            start_ns,
+            attrs: attr_vec,
             events: Vec::new(),
             baggage,
         }
@@ -182,8 +174,8 @@ impl SpanRec {
 
     /// Ends the span: a sampled one is encoded into the queue (or counted as dropped).
     pub fn finish(self, error: Option<&str>) {
-        if self.sampled {
-            self.queue.push(&self, now_ns(), error);
+        if let Some(q) = &self.queue {
+            q.push(&self, now_ns(), error);
         }
     }
 
@@ -539,11 +531,11 @@ mod tests {
             let mut root = t.root(
                 "iteration",
                 Kind::Internal,
-                &[("novaload.vu", AttrValue::I64(-i))],
+                |a| a.push(("novaload.vu", AttrValue::I64(-i))),
                 None,
             );
             root.add_event("phase", &[("phase", AttrValue::Static("copy"))]);
-            let mut c = t.child(&root, "GET /x", Kind::Client, &[]);
+            let mut c = t.child(&root, "GET /x", Kind::Client, |_| {});
             c.set_attribute("f", AttrValue::F64(0.5));
             c.set_attribute("b", AttrValue::Bool(true));
             c.finish(Some("boom"));
@@ -570,15 +562,15 @@ mod tests {
         let t = Tracer::new(0.25, q.clone());
         let mut kept = 0;
         for _ in 0..20_000 {
-            let r = t.root("r", Kind::Internal, &[], None);
-            let c = t.child(&r, "c", Kind::Client, &[]);
+            let r = t.root("r", Kind::Internal, |_| {}, None);
+            let c = t.child(&r, "c", Kind::Client, |_| {});
             assert_eq!(r.sampled, c.sampled);
             assert_eq!(r.trace_id, c.trace_id);
             kept += usize::from(r.sampled);
         }
         assert!((4_000..6_000).contains(&kept), "{kept}");
         let none = Tracer::new(0.0, q.clone());
-        assert!(!none.root("r", Kind::Internal, &[], None).sampled);
+        assert!(!none.root("r", Kind::Internal, |_| {}, None).sampled);
     }
 
     #[test]
@@ -587,7 +579,7 @@ mod tests {
         let q = Arc::new(SpanQueue::new(3, stats.clone()));
         let t = Tracer::new(1.0, q.clone());
         for _ in 0..5 {
-            t.root("r", Kind::Internal, &[], None).finish(None);
+            t.root("r", Kind::Internal, |_| {}, None).finish(None);
         }
         assert_eq!(q.pending(), 3);
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 2);

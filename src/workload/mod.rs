@@ -83,6 +83,8 @@ pub struct Vu {
     pub(crate) intended_start: Option<Instant>,
     /// Operation names and methods seen by this VU, so tags share one allocation per name.
     interned: Vec<Arc<str>>,
+    /// The `baggage` header of the last baggage value seen (the same for every iteration).
+    baggage_header: Option<(Arc<str>, HeaderValue)>,
     /// The runner's per-VU timers (deadline, stop), reused across iterations.
     pub(crate) timers: Option<crate::runner::IterationTimers>,
     /// What a workload keeps for this VU between iterations (db direct mode: the VU's pool
@@ -116,6 +118,7 @@ impl Vu {
             iteration_span: None,
             intended_start: None,
             interned: Vec::new(),
+            baggage_header: None,
             timers: None,
             workload_state: None,
         }
@@ -209,26 +212,22 @@ impl Vu {
         let method = self.interned(req.method.as_str());
         let name = self.interned(req.name);
         let mut span = if self.tel.tracing() {
-            // Interned strings: a span costs reference counts here, not copies.
-            let attrs = [
-                ("http.request.method", AttrValue::Shared(method.clone())),
-                (
-                    "url.template",
-                    AttrValue::Shared(self.interned(req.template)),
-                ),
-                (
-                    "server.address",
-                    AttrValue::Shared(self.interned(req.url.host_str().unwrap_or(""))),
-                ),
-                (
-                    "server.port",
-                    AttrValue::I64(req.url.port_or_known_default().unwrap_or(0) as i64),
-                ),
-            ];
-            match parent {
-                Some(p) => self.tel.child_span(p, req.name, SpanKind::Client, &attrs),
-                None => self.span(req.name, SpanKind::Client, &attrs),
-            }
+            // Interned strings: a sampled span costs reference counts here, not copies.
+            let template = self.interned(req.template);
+            let host = self.interned(req.url.host_str().unwrap_or(""));
+            let port = req.url.port_or_known_default().unwrap_or(0) as i64;
+            let attrs = |a: &mut Vec<(&'static str, AttrValue)>| {
+                a.extend([
+                    ("http.request.method", AttrValue::Shared(method.clone())),
+                    ("url.template", AttrValue::Shared(template)),
+                    ("server.address", AttrValue::Shared(host)),
+                    ("server.port", AttrValue::I64(port)),
+                ])
+            };
+            let none = Span::default(); // outside an iteration the span is a root
+            let parent = parent.or(self.iteration_span.as_ref()).unwrap_or(&none);
+            self.tel
+                .child_span_with(parent, req.name, SpanKind::Client, attrs)
         } else {
             Span::default()
         };
@@ -240,8 +239,19 @@ impl Vu {
             .and_then(|v| HeaderValue::try_from(v).ok())
         {
             headers.push((HeaderName::from_static("traceparent"), tp));
-            if let Some(b) = span.baggage().and_then(|v| HeaderValue::from_str(v).ok()) {
-                headers.push((HeaderName::from_static("baggage"), b));
+            if let Some(b) = span.baggage_shared() {
+                let cached = match &self.baggage_header {
+                    Some((v, h)) if Arc::ptr_eq(v, b) => Some(h.clone()),
+                    _ => None,
+                };
+                let header = cached.or_else(|| {
+                    let h = HeaderValue::from_str(b).ok()?;
+                    self.baggage_header = Some((b.clone(), h.clone()));
+                    Some(h)
+                });
+                if let Some(h) = header {
+                    headers.push((HeaderName::from_static("baggage"), h));
+                }
             }
             if let Some(ts) = span
                 .tracestate()
