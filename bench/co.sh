@@ -30,10 +30,8 @@ if (( DURATION % STALL_EVERY != 0 || DURATION < STALL_EVERY )); then
   echo "DURATION ($DURATION) must be a multiple of STALL_EVERY ($STALL_EVERY) so every run sees the same stalls" >&2; exit 2
 fi
 if [ -z "${NOVALOAD:-}" ]; then
-  # Own target dir: the main checkout's target/ is busy with other builds on this machine.
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-co}
   cargo build --release --locked -q
-  NOVALOAD=$CARGO_TARGET_DIR/release/novaload
+  NOVALOAD=$PWD/target/release/novaload
 fi
 WORK=$(mktemp -d /tmp/novaload-co.XXXXXX)
 TARGET=
