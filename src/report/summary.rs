@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The counters with one sample per workload operation, where a failed operation's sample
-/// carries its `error_kind` tag: `http_reqs` (every HTTP request) and `db_queries_total`
-/// (direct-mode SQL statements; api-mode database operations are HTTP requests). The summary's
-/// errors-by-kind table sums their tagged samples.
-pub const OPERATION_COUNTERS: [&str; 2] = ["http_reqs", "db_queries_total"];
+/// The counters where a failed workload operation leaves one sample carrying its `error_kind`
+/// tag: `http_reqs` (every HTTP request), `db_queries_total` (direct-mode SQL statements;
+/// api-mode database operations are HTTP requests) and `ws_connections_failed` (a WebSocket
+/// handshake refused or a session ended by an error; the handshake is not an `http_reqs`
+/// sample, so nothing is counted twice). The summary's errors-by-kind table sums them.
+pub const OPERATION_COUNTERS: [&str; 3] =
+    ["http_reqs", "db_queries_total", "ws_connections_failed"];
 
 /// PASS: all thresholds met. WARNING: only non-critical thresholds missed. FAIL: a critical
 /// threshold missed, an abort, or a run error.
@@ -409,14 +411,15 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn errors_by_kind_counts_failed_requests_and_statements_only() {
+    fn errors_by_kind_counts_failed_requests_statements_and_connections_only() {
         let mut reg = Registry::new();
         let queries = reg.declare("db_queries_total", MetricKind::Counter, Contains::Default);
-        let other = reg.declare(
+        let ws_failed = reg.declare(
             "ws_connections_failed",
             MetricKind::Counter,
             Contains::Default,
         );
+        let other = reg.declare("ws_messages_sent", MetricKind::Counter, Contains::Default);
         let reg = Arc::new(reg);
         let rec = Recorder::new(reg.clone());
         let ok = Tags::scenario(&Arc::from("default"));
@@ -429,7 +432,8 @@ mod tests {
         rec.record(queries, 7.0, &ok);
         rec.record(queries, 3.0, &tagged(ErrorKind::Database));
         rec.record(queries, 1.0, &tagged(ErrorKind::Status));
-        // not an operation counter: not in the table
+        rec.record(ws_failed, 2.0, &tagged(ErrorKind::Protocol));
+        // not an operation counter: not in the table, even when tagged
         rec.record(other, 4.0, &tagged(ErrorKind::Protocol));
         let s = Summary::build(
             &rec.snapshot(),
@@ -450,7 +454,12 @@ mod tests {
                 telemetry: Default::default(),
             },
         );
-        let want: BTreeMap<String, u64> = [("database".into(), 3), ("status".into(), 3)].into();
+        let want: BTreeMap<String, u64> = [
+            ("database".into(), 3),
+            ("protocol".into(), 2),
+            ("status".into(), 3),
+        ]
+        .into();
         assert_eq!(s.errors_by_kind, want);
         // the error samples stay part of the totals
         assert_eq!(
