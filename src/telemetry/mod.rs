@@ -343,6 +343,11 @@ fn unix_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// Takes what a shutdown slot holds (a poisoned lock still gives it up).
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
 /// Builds the span sink once the resource is known.
 type MakeSink = Box<dyn FnOnce(&Resource) -> Box<dyn OtlpSink> + Send>;
 
@@ -560,21 +565,11 @@ impl Telemetry {
             metrics_addr: inner.metrics_addr.map(|a| a.to_string()),
             ..Default::default()
         };
-        let server = inner
-            .server
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(s) = server {
+        if let Some(s) = take(&inner.server) {
             s.stop().await;
         }
         // Traces get up to 60% of the budget; metrics what is left (at least 1 s).
-        let export = inner
-            .span_export
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(export) = export {
+        if let Some(export) = take(&inner.span_export) {
             let t = budget.mul_f64(0.6);
             let r = bounded_blocking(t, move || {
                 export.shutdown(t);
@@ -585,33 +580,31 @@ impl Telemetry {
                 report.errors.push(format!("trace shutdown: {e}"));
             }
         }
-        let mp = inner
-            .meter_provider
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(mp) = mp {
-            let left = budget
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_secs(1));
-            let r = bounded_blocking(left, move || mp.shutdown_with_timeout(left)).await;
-            if let Err(e) = r {
-                report.errors.push(format!("metric shutdown: {e}"));
+        // OTLP metrics: the SDK's counters and gauges and novaload's histograms, flushed
+        // together in what is left of the budget.
+        let left = budget
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(1));
+        let sdk_metrics = async {
+            match take(&inner.meter_provider) {
+                Some(mp) => bounded_blocking(left, move || mp.shutdown_with_timeout(left))
+                    .await
+                    .map_err(|e| format!("metric shutdown: {e}")),
+                None => Ok(()),
             }
-        }
-        let hx = inner
-            .histogram_export
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(hx) = hx {
-            let left = budget
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_secs(1));
-            if let Err(e) = hx.shutdown(left).await {
-                report.errors.push(format!("histogram shutdown: {e}"));
+        };
+        let histograms = async {
+            match take(&inner.histogram_export) {
+                Some(hx) => hx
+                    .shutdown(left)
+                    .await
+                    .map_err(|e| format!("histogram shutdown: {e}")),
+                None => Ok(()),
             }
-        }
+        };
+        let (m, h) = tokio::join!(sdk_metrics, histograms);
+        report.errors.extend(m.err());
+        report.errors.extend(h.err());
         let s = &inner.span_stats;
         report.spans_exported = s.exported.load(Ordering::Relaxed);
         report.spans_dropped = s.dropped.load(Ordering::Relaxed);
