@@ -910,7 +910,7 @@ mod tests {
         h.observe(&values, 0.003, Some(trace));
         h.observe(&values, 0.2, None);
         let mut buf = Vec::new();
-        encode_otlp_histograms(&mut buf, &[h.family.clone()], 1, 2);
+        encode_otlp_histograms(&mut buf, std::slice::from_ref(&h.family), 1, 2);
         // The encoder writes `ScopeMetrics.metrics` fields: decodable as a ScopeMetrics.
         let sm = ScopeMetrics::decode(buf.as_slice()).unwrap();
         assert_eq!(sm.metrics.len(), 1);
