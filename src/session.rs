@@ -956,7 +956,13 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         }
     }
     let report = telemetry.shutdown().await;
-    if report.spans_dropped > 0 || !report.errors.is_empty() {
+    // The summaries were written before telemetry was flushed: give them its final report
+    // (spans exported and dropped, export errors, where /metrics was) whenever it has one.
+    let has_report = report.spans_exported > 0
+        || report.spans_dropped > 0
+        || !report.errors.is_empty()
+        || report.metrics_addr.is_some();
+    if has_report {
         for (s, stem) in summaries.iter_mut().zip(&stems) {
             s.telemetry = report.clone();
             let _ = write_summary(&results_dir, stem, s);

@@ -238,6 +238,21 @@ fn prometheus_scrapes_a_smoke_run_and_every_query_has_data() {
     );
     std::thread::sleep(Duration::from_secs(3)); // last scrapes and rule evaluations
 
+    // The summaries carry telemetry's final report: where /metrics was served, and the spans
+    // the OTLP receiver (rotel) accepted.
+    let results = std::fs::read_dir(d.join("results"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a results folder");
+    let api: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("api_summary.json")).unwrap())
+            .unwrap();
+    let tel = &api["telemetry"];
+    assert_eq!(tel["metrics_addr"], format!("127.0.0.1:{mport}"), "{tel}");
+    assert!(tel["spans_exported"].as_u64().unwrap_or(0) > 0, "{tel}");
+
     // Prometheus stored exemplars with trace ids
     let ex = http_get(
         &format!("http://127.0.0.1:{pport}/api/v1/query_exemplars?query=http_client_request_duration_seconds_bucket&start={}&end={}", now() - 600, now() + 1),
