@@ -364,6 +364,59 @@ fn result_str(ok: bool) -> &'static str {
     if ok { "success" } else { "failure" }
 }
 
+/// Label values of an operation's outcome counter and, when it failed, its error counter.
+struct OperationValues<'a> {
+    outcome: [&'a str; 5],
+    error: Option<[&'a str; 5]>,
+}
+
+fn operation_values<'a>(
+    l: &'a RunLabels,
+    operation: &'a str,
+    error: Option<ErrorKind>,
+) -> OperationValues<'a> {
+    let [run, test, scenario] = run_values(l);
+    OperationValues {
+        outcome: [run, test, scenario, operation, result_str(error.is_none())],
+        error: error.map(|e| [run, test, scenario, operation, e.as_str()]),
+    }
+}
+
+/// Label values of the series one HTTP request records on: its duration histogram, and its
+/// operation (named by the URL template) as in [`operation_values`].
+struct HttpValues<'a> {
+    duration: [&'a str; 8],
+    operation: OperationValues<'a>,
+}
+
+fn http_values<'a>(
+    l: &'a RunLabels,
+    method: &'a str,
+    url_template: &'a str,
+    status: u16,
+    error: Option<ErrorKind>,
+) -> HttpValues<'a> {
+    let [run, test, scenario] = run_values(l);
+    HttpValues {
+        duration: [
+            run,
+            test,
+            scenario,
+            method,
+            url_template,
+            status_str(status),
+            status_class(status),
+            error.map_or("", ErrorKind::as_str),
+        ],
+        operation: operation_values(l, url_template, error),
+    }
+}
+
+fn check_values<'a>(l: &'a RunLabels, check: &'a str, ok: bool) -> [&'a str; 5] {
+    let [run, test, scenario] = run_values(l);
+    [run, test, scenario, check, if ok { "pass" } else { "fail" }]
+}
+
 impl Telemetry {
     /// Telemetry that records nothing (tests, `--no-telemetry`).
     pub fn disabled() -> Self {
@@ -765,36 +818,12 @@ impl Telemetry {
         trace: Option<&str>,
     ) {
         let Some(i) = &self.inner else { return };
-        let err = error.map_or("", ErrorKind::as_str);
-        let [run, test, scenario] = run_values(labels);
-        i.instruments.http_duration.observe(
-            &[
-                run,
-                test,
-                scenario,
-                method,
-                url_template,
-                status_str(status),
-                status_class(status),
-                err,
-            ],
-            duration_s,
-            trace,
-        );
-        i.instruments.operations.inc_by(
-            &[
-                run,
-                test,
-                scenario,
-                url_template,
-                result_str(error.is_none()),
-            ],
-            1,
-        );
-        if error.is_some() {
-            i.instruments
-                .errors
-                .inc_by(&[run, test, scenario, url_template, err], 1);
+        let v = http_values(labels, method, url_template, status, error);
+        let m = &i.instruments;
+        m.http_duration.observe(&v.duration, duration_s, trace);
+        m.operations.inc_by(&v.operation.outcome, 1);
+        if let Some(e) = &v.operation.error {
+            m.errors.inc_by(e, 1);
         }
     }
     /// [`Telemetry::record_http`] for a VU: the series of each (method, template, status,
@@ -824,34 +853,15 @@ impl Telemetry {
             Some(idx) => idx,
             None if seen.http.len() < SEEN_PER_VU => {
                 let m = &i.instruments;
-                let err = error.map_or("", ErrorKind::as_str);
-                let [run, test, scenario] = run_values(&vs.labels);
-                let values = [
-                    run,
-                    test,
-                    scenario,
-                    method,
-                    url_template,
-                    status_str(status),
-                    status_class(status),
-                    err,
-                ];
-                let ops = [
-                    run,
-                    test,
-                    scenario,
-                    url_template,
-                    result_str(error.is_none()),
-                ];
+                let v = http_values(&vs.labels, method, url_template, status, error);
                 seen.http.push(HttpSeries {
                     method: method.into(),
                     template: url_template.into(),
                     status,
                     error,
-                    duration: m.http_duration.series(&values),
-                    operations: m.operations.series(&ops),
-                    errors: error
-                        .map(|_| m.errors.series(&[run, test, scenario, url_template, err])),
+                    duration: m.http_duration.series(&v.duration),
+                    operations: m.operations.series(&v.operation.outcome),
+                    errors: v.operation.error.map(|e| m.errors.series(&e)),
                 });
                 seen.http.len() - 1
             }
@@ -883,12 +893,10 @@ impl Telemetry {
         {
             c.inc_by(1);
         } else if seen.checks.len() < SEEN_PER_VU {
-            let [run, test, scenario] = run_values(&vs.labels);
-            let result = if ok { "pass" } else { "fail" };
             let c = i
                 .instruments
                 .checks
-                .series(&[run, test, scenario, check, result]);
+                .series(&check_values(&vs.labels, check, ok));
             c.inc_by(1);
             seen.checks.push((check.into(), ok, c));
         } else {
@@ -898,25 +906,18 @@ impl Telemetry {
     }
     pub fn record_check(&self, labels: &RunLabels, check: &str, ok: bool) {
         if let Some(i) = &self.inner {
-            let [run, test, scenario] = run_values(labels);
-            let result = if ok { "pass" } else { "fail" };
             i.instruments
                 .checks
-                .inc_by(&[run, test, scenario, check, result], 1);
+                .inc_by(&check_values(labels, check, ok), 1);
         }
     }
     /// One workload operation (request, query, migration, session) and its outcome.
     pub fn record_operation(&self, labels: &RunLabels, operation: &str, error: Option<ErrorKind>) {
         if let Some(i) = &self.inner {
-            let [run, test, scenario] = run_values(labels);
-            i.instruments.operations.inc_by(
-                &[run, test, scenario, operation, result_str(error.is_none())],
-                1,
-            );
-            if let Some(e) = error {
-                i.instruments
-                    .errors
-                    .inc_by(&[run, test, scenario, operation, e.as_str()], 1);
+            let v = operation_values(labels, operation, error);
+            i.instruments.operations.inc_by(&v.outcome, 1);
+            if let Some(e) = &v.error {
+                i.instruments.errors.inc_by(e, 1);
             }
         }
     }
