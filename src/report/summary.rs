@@ -411,6 +411,37 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn trend_moments_read_back_bit_exact_from_json() {
+        // Shard merges promise the single run's exact min/max/sum; a best-effort float parser
+        // returned 1.845751 for the 1.8457510000000001 a shard wrote (CI, 2026-11-25).
+        let mut values = vec![1.8457510000000001, 0.1 + 0.2, f64::MIN_POSITIVE, 1e300];
+        let mut x = 0.000_123_456_789_f64;
+        for _ in 0..2000 {
+            x = (x * 1.618_033_988_749_895 + 0.000_731) % 97.0;
+            values.push(x);
+        }
+        for v in values {
+            let data = SeriesData::Trend {
+                count: 1,
+                sum: v,
+                min: v,
+                max: v,
+                hdr: String::new(),
+            };
+            let back: SeriesData =
+                serde_json::from_str(&serde_json::to_string(&data).unwrap()).unwrap();
+            let SeriesData::Trend { sum, min, max, .. } = back else {
+                panic!("not a trend")
+            };
+            assert_eq!(
+                (sum.to_bits(), min.to_bits(), max.to_bits()),
+                (v.to_bits(), v.to_bits(), v.to_bits()),
+                "{v:e}"
+            );
+        }
+    }
+
+    #[test]
     fn errors_by_kind_counts_failed_requests_statements_and_connections_only() {
         let mut reg = Registry::new();
         let queries = reg.declare("db_queries_total", MetricKind::Counter, Contains::Default);
