@@ -163,7 +163,7 @@ async fn exercise(
         );
         let trace = req.sampled_trace_id();
         t.record_http(&l, "GET", "/api/vms", 200, None, 0.01, trace.as_deref());
-        trace_ids.extend(trace);
+        trace_ids.extend(trace.map(|t| t.to_string()));
         req.end(None);
         iter.end(None);
     }

@@ -189,7 +189,7 @@ async fn ratio_zero_exports_nothing_and_never_offers_an_exemplar() {
     for i in 0..50 {
         let iter = t.iteration_span(&l, 1, i);
         let req = t.child_span(&iter, "GET /x", SpanKind::Client, &[]);
-        assert_eq!(req.sampled_trace_id(), None);
+        assert!(req.sampled_trace_id().is_none());
         // Still propagated (so the server can join or decide), but with the sampled flag off.
         let (_, _, flags) = parse_traceparent(&req.traceparent().unwrap());
         assert_eq!(flags, 0);

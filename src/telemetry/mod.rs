@@ -17,6 +17,7 @@ mod trace;
 
 pub use instruments::LATENCY_BUCKETS;
 pub use reference::metrics_reference_markdown;
+pub use trace::FixedAttrs;
 
 use crate::error::ErrorKind;
 use instruments::{Instruments, status_class, status_str};
@@ -91,6 +92,15 @@ pub enum SpanKind {
     Client,
 }
 
+impl From<SpanKind> for trace::Kind {
+    fn from(k: SpanKind) -> Self {
+        match k {
+            SpanKind::Internal => trace::Kind::Internal,
+            SpanKind::Client => trace::Kind::Client,
+        }
+    }
+}
+
 /// Handle of telemetry for the whole process; clone freely.
 #[derive(Clone, Default)]
 pub struct Telemetry {
@@ -127,6 +137,42 @@ impl Drop for Span {
         if let Some(r) = self.inner.take() {
             r.finish(None);
         }
+    }
+}
+
+/// A trace id in lower-case hex, kept on the stack (one per request when exemplars are on).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TraceHex([u8; 32]);
+
+impl std::fmt::Debug for TraceHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Display for TraceHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl TraceHex {
+    fn new(id: &[u8; 16]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, b) in id.iter().enumerate() {
+            out[2 * i] = HEX[usize::from(b >> 4)];
+            out[2 * i + 1] = HEX[usize::from(b & 15)];
+        }
+        Self(out)
+    }
+}
+
+impl std::ops::Deref for TraceHex {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // only ASCII hex digits are ever written
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -194,11 +240,9 @@ impl Span {
         self.inner.as_ref()?.baggage.as_ref()
     }
     /// Hex trace id when this span is sampled (what an exemplar may point at).
-    pub fn sampled_trace_id(&self) -> Option<String> {
+    pub fn sampled_trace_id(&self) -> Option<TraceHex> {
         let r = self.inner.as_ref().filter(|r| r.sampled)?;
-        let mut s = String::with_capacity(32);
-        trace::hex_into(&mut s, &r.trace_id);
-        Some(s)
+        Some(TraceHex::new(&r.trace_id))
     }
     pub fn set_attribute(&mut self, key: &'static str, value: AttrValue) {
         if let Some(r) = &mut self.inner {
@@ -218,30 +262,49 @@ impl Span {
     }
 }
 
-/// The `baggage` value of a label set, built once per thread and label set (every iteration
-/// of a VU asks for the same one).
-fn baggage_for(l: &RunLabels) -> Option<Arc<str>> {
-    if l.run_id.is_empty() && l.test.is_empty() && l.scenario.is_empty() {
-        return None;
-    }
+/// What every iteration span of a label set shares: its name, the attributes that do not
+/// change (encoded once) and the `baggage` value.
+#[derive(Clone)]
+struct IterationShared {
+    name: Arc<str>,
+    fixed: trace::FixedAttrs,
+    baggage: Option<Arc<str>>,
+}
+
+/// The [`IterationShared`] of a label set, built once per thread and label set (every
+/// iteration of a VU asks for the same one; this thread's own copies keep their reference
+/// counts off other threads' cache lines).
+fn iteration_shared(l: &RunLabels) -> IterationShared {
     thread_local! {
-        static LAST: RefCell<Option<(RunLabels, Arc<str>)>> = const { RefCell::new(None) };
+        static LAST: RefCell<Option<(RunLabels, IterationShared)>> = const { RefCell::new(None) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
-        if let Some((labels, value)) = last.as_ref()
+        if let Some((labels, shared)) = last.as_ref()
             && labels == l
         {
-            return Some(value.clone());
+            return shared.clone();
         }
-        let value: Arc<str> = Arc::from(format!(
-            "novaload.run_id={},novaload.test={},novaload.scenario={}",
-            pct(&l.run_id),
-            pct(&l.test),
-            pct(&l.scenario)
-        ));
-        *last = Some((l.clone(), value.clone()));
-        Some(value)
+        let baggage =
+            (!(l.run_id.is_empty() && l.test.is_empty() && l.scenario.is_empty())).then(|| {
+                Arc::from(format!(
+                    "novaload.run_id={},novaload.test={},novaload.scenario={}",
+                    pct(&l.run_id),
+                    pct(&l.test),
+                    pct(&l.scenario)
+                ))
+            });
+        let shared = IterationShared {
+            name: Arc::from("iteration"),
+            fixed: trace::FixedAttrs::new(&[
+                ("novaload.test", AttrValue::Shared(l.test.clone())),
+                ("novaload.scenario", AttrValue::Shared(l.scenario.clone())),
+                ("novaload.run_id", AttrValue::Shared(l.run_id.clone())),
+            ]),
+            baggage,
+        };
+        *last = Some((l.clone(), shared.clone()));
+        shared
     })
 }
 
@@ -492,9 +555,8 @@ impl Telemetry {
                     delay: Duration::from_secs(1),
                     export_timeout: export_timeout(&cfg),
                 };
-                let queue = Arc::new(trace::SpanQueue::new(q.max_queue, span_stats.clone()));
-                let export =
-                    SpanExport::start(make(&resource), queue.clone(), &resource, q, rt.clone());
+                let queue = trace::SpanQueue::leak(q.max_queue, span_stats.clone());
+                let export = SpanExport::start(make(&resource), queue, &resource, q, rt.clone());
                 (Some(trace::Tracer::new(ratio, queue)), Some(export))
             }
             _ => (None, None),
@@ -707,25 +769,20 @@ impl Telemetry {
         let Some(tracer) = self.inner.as_ref().and_then(|i| i.tracer.as_ref()) else {
             return Span::default();
         };
-        let attrs = |a: &mut Vec<(&'static str, AttrValue)>| {
-            a.extend([
-                ("novaload.test", AttrValue::Shared(labels.test.clone())),
-                (
-                    "novaload.scenario",
-                    AttrValue::Shared(labels.scenario.clone()),
-                ),
-                ("novaload.vu", AttrValue::I64(vu as i64)),
-                ("novaload.iteration", AttrValue::I64(iteration as i64)),
-                ("novaload.run_id", AttrValue::Shared(labels.run_id.clone())),
-            ])
+        let shared = iteration_shared(labels);
+        let start = trace::SpanStart {
+            name: trace::SpanName::Shared(&shared.name),
+            kind: trace::Kind::Internal,
+            fixed: Some(&shared.fixed),
+            attrs: |a: &mut trace::SpanAttrs| {
+                a.extend([
+                    ("novaload.vu", AttrValue::I64(vu as i64)),
+                    ("novaload.iteration", AttrValue::I64(iteration as i64)),
+                ])
+            },
         };
         Span {
-            inner: Some(tracer.root(
-                "iteration",
-                trace::Kind::Internal,
-                attrs,
-                baggage_for(labels),
-            )),
+            inner: Some(tracer.root(start, shared.baggage)),
         }
     }
     /// A child span of `parent` (an iteration span or another op span); a root when `parent`
@@ -737,27 +794,46 @@ impl Telemetry {
         kind: SpanKind,
         attrs: &[(&'static str, AttrValue)],
     ) -> Span {
-        self.child_span_with(parent, name, kind, |a| a.extend_from_slice(attrs))
+        self.start_child(
+            parent,
+            trace::SpanStart {
+                name: trace::SpanName::Str(name),
+                kind: kind.into(),
+                fixed: None,
+                attrs: |a: &mut trace::SpanAttrs| a.extend(attrs.iter().cloned()),
+            },
+        )
     }
-    /// [`Telemetry::child_span`] with the attributes built by `attrs`, which is only called when
-    /// the span is sampled (at low sampling ratios most spans build nothing).
-    pub fn child_span_with(
+    /// A child span whose name and attributes the caller keeps ready for many spans (a VU's
+    /// request spans of one endpoint: see [`FixedAttrs`]).
+    pub fn child_span_fixed(
         &self,
         parent: &Span,
-        name: &str,
+        name: &Arc<str>,
         kind: SpanKind,
-        attrs: impl FnOnce(&mut Vec<(&'static str, AttrValue)>),
+        fixed: &FixedAttrs,
+    ) -> Span {
+        self.start_child(
+            parent,
+            trace::SpanStart {
+                name: trace::SpanName::Shared(name),
+                kind: kind.into(),
+                fixed: Some(fixed),
+                attrs: |_: &mut trace::SpanAttrs| {},
+            },
+        )
+    }
+    fn start_child(
+        &self,
+        parent: &Span,
+        start: trace::SpanStart<'_, impl FnOnce(&mut trace::SpanAttrs)>,
     ) -> Span {
         let Some(tracer) = self.inner.as_ref().and_then(|i| i.tracer.as_ref()) else {
             return Span::default();
         };
-        let kind = match kind {
-            SpanKind::Internal => trace::Kind::Internal,
-            SpanKind::Client => trace::Kind::Client,
-        };
         let rec = match &parent.inner {
-            Some(p) => tracer.child(p, name, kind, attrs),
-            None => tracer.root(name, kind, attrs, None),
+            Some(p) => tracer.child(p, start),
+            None => tracer.root(start, None),
         };
         Span { inner: Some(rec) }
     }

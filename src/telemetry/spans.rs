@@ -13,9 +13,9 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Counters shared by the queue, the export thread, `/metrics` and the final report.
@@ -140,7 +140,7 @@ pub struct SpanExport {
 impl SpanExport {
     pub fn start(
         sink: Box<dyn OtlpSink>,
-        queue: Arc<SpanQueue>,
+        queue: &'static SpanQueue,
         resource: &Resource,
         cfg: QueueConfig,
         rt: tokio::runtime::Handle,
@@ -187,7 +187,7 @@ impl SpanExport {
 
 struct Worker {
     sink: Box<dyn OtlpSink>,
-    queue: Arc<SpanQueue>,
+    queue: &'static SpanQueue,
     framing: Framing,
     cfg: QueueConfig,
     rt: tokio::runtime::Handle,
@@ -202,7 +202,7 @@ impl Worker {
             match ctl.recv_timeout(Duration::from_millis(20)) {
                 Ok(Control::Shutdown(deadline, ack)) => {
                     self.queue.close();
-                    self.export_queued(deadline);
+                    self.drain(deadline);
                     let _ = ack.send(());
                     return;
                 }
@@ -217,18 +217,40 @@ impl Worker {
         }
     }
 
-    /// Exports what is queued in requests of at most `max_batch` spans; what is not sent by
+    /// Exports what is queued, one pass over the shards, in requests of at most `max_batch`
+    /// spans; what is not sent by `deadline` is dropped and counted.
+    fn export_queued(&mut self, deadline: Instant) -> usize {
+        (0..self.queue.shard_count())
+            .map(|shard| self.export_shard(shard, deadline))
+            .sum()
+    }
+
+    /// At shutdown (the queue closed): exports until the queue is empty; what is left at
     /// `deadline` is dropped and counted.
-    fn export_queued(&mut self, deadline: Instant) {
-        let stats = self.queue.stats.clone();
-        loop {
-            self.buf.clear();
-            let mut buf = std::mem::take(&mut self.buf);
-            let taken = self.queue.take_into(&mut buf);
-            if taken == 0 {
-                self.buf = buf;
+    fn drain(&mut self, deadline: Instant) {
+        while self.export_queued(deadline) > 0 {
+            if Instant::now() >= deadline {
+                // Whatever arrived meanwhile is counted as dropped.
+                let mut n = 0;
+                for shard in 0..self.queue.shard_count() {
+                    self.buf.clear();
+                    n += self.queue.take_shard(shard, &mut self.buf);
+                }
+                self.buf.clear();
+                let stats = &self.queue.stats;
+                stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
                 return;
             }
+        }
+    }
+
+    /// Exports one shard's spans (its buffer swapped out, not copied); returns how many it had.
+    fn export_shard(&mut self, shard: usize, deadline: Instant) -> usize {
+        let stats = self.queue.stats.clone();
+        self.buf.clear();
+        let mut buf = std::mem::take(&mut self.buf);
+        let taken = self.queue.take_shard(shard, &mut buf);
+        {
             // Usually one request's worth: only a bigger take is walked to split it.
             let parts = if taken <= self.cfg.max_batch && buf.len() <= MAX_REQUEST_BYTES {
                 vec![(0, buf.len(), taken)]
@@ -260,18 +282,9 @@ impl Worker {
                     }
                 };
             }
-            self.buf = buf;
-            if Instant::now() >= deadline {
-                // Whatever arrived meanwhile is counted as dropped by the next pass.
-                let mut rest = std::mem::take(&mut self.buf);
-                rest.clear();
-                let n = self.queue.take_into(&mut rest);
-                stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
-                rest.clear();
-                self.buf = rest;
-                return;
-            }
         }
+        self.buf = buf;
+        taken
     }
 }
 

@@ -9,12 +9,19 @@
 //! thread ([`super::spans`]) swaps the shards out and frames their bytes with a resource and
 //! scope encoded once per run. Sampling is the SDK's ParentBased(TraceIdRatioBased): the same
 //! ratio keeps the same traces, and children follow their root.
+//!
+//! What a sampled span costs on the VU's thread, kept small because every request has two
+//! (iteration + client): attributes that repeat — a VU's test and scenario, an endpoint's
+//! method, template and server — are encoded once ([`FixedAttrs`]) and copied as bytes; the
+//! few that vary sit inline in the span; names are shared strings; and the queue is reached
+//! through a `'static` reference, so no span touches a reference count other threads write.
 
 use super::AttrValue;
 use super::spans::SpanStats;
 use crate::metrics::thread_index;
+use smallvec::SmallVec;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,16 +35,65 @@ pub(crate) enum Kind {
 /// `ScopeSpans.spans` is field 2 of its message: every queued span starts with this tag.
 pub(crate) const SPANS_FIELD: u32 = 2;
 
+/// Attributes encoded once as `Span.attributes` fields, for spans that all carry them.
+#[derive(Clone, Debug)]
+pub struct FixedAttrs(Arc<[u8]>);
+
+impl FixedAttrs {
+    pub fn new(attrs: &[(&'static str, AttrValue)]) -> Self {
+        let mut buf = Vec::new();
+        for (k, v) in attrs {
+            pb::put_kv(&mut buf, ATTRIBUTES_FIELD, k, v);
+        }
+        Self(Arc::from(buf))
+    }
+}
+
+/// `Span.attributes` is field 9.
+const ATTRIBUTES_FIELD: u32 = 9;
+
+/// Attributes set per span; four fit without an allocation (a request's status code and
+/// error type, an iteration's VU and number).
+pub(crate) type SpanAttrs = SmallVec<[(&'static str, AttrValue); 4]>;
+
+/// A span's name: shared by the caller (no copy per span), or copied when the span is sampled.
+#[derive(Clone, Copy)]
+pub(crate) enum SpanName<'a> {
+    Shared(&'a Arc<str>),
+    Str(&'a str),
+}
+
+impl SpanName<'_> {
+    fn to_shared(self) -> Arc<str> {
+        match self {
+            SpanName::Shared(a) => a.clone(),
+            SpanName::Str(s) => Arc::from(s),
+        }
+    }
+}
+
+/// What a new span starts with besides its ids.
+pub(crate) struct SpanStart<'a, F> {
+    pub name: SpanName<'a>,
+    pub kind: Kind,
+    pub fixed: Option<&'a FixedAttrs>,
+    /// Called only when the span is sampled (unsampled spans build nothing).
+    pub attrs: F,
+}
+
 /// Decides sampling and owns the queue spans are encoded into.
 pub(crate) struct Tracer {
-    pub queue: Arc<SpanQueue>,
+    /// Leaked on purpose (one per telemetry start): every sampled span refers to it, and a
+    /// shared `Arc` would cost each span two reference-count updates on a cache line all
+    /// threads write. [`SpanQueue::take_shard`] frees its buffers once closed.
+    pub queue: &'static SpanQueue,
     /// A root is sampled when the low 63 bits of its trace id (big-endian) are below this
     /// bound, as in the SDK's TraceIdRatioBased; `u64::MAX` samples everything.
     sample_bound: u64,
 }
 
 impl Tracer {
-    pub fn new(ratio: f64, queue: Arc<SpanQueue>) -> Self {
+    pub fn new(ratio: f64, queue: &'static SpanQueue) -> Self {
         let sample_bound = if ratio >= 1.0 {
             u64::MAX
         } else if ratio > 0.0 {
@@ -59,38 +115,30 @@ impl Tracer {
         (low >> 1) < self.sample_bound
     }
 
-    /// A new root span (its own trace). `attrs` fills the attributes, called only when the
-    /// span is sampled (unsampled spans build nothing).
-    pub fn root(
+    /// A new root span (its own trace).
+    pub fn root<F: FnOnce(&mut SpanAttrs)>(
         &self,
-        name: &str,
-        kind: Kind,
-        attrs: impl FnOnce(&mut Vec<(&'static str, AttrValue)>),
+        start: SpanStart<'_, F>,
         baggage: Option<Arc<str>>,
     ) -> SpanRec {
         let mut trace_id = [0u8; 16];
         trace_id[..8].copy_from_slice(&random_nonzero().to_be_bytes());
         trace_id[8..].copy_from_slice(&random_nonzero().to_be_bytes());
-        let sampled = self.sample(&trace_id);
-        let queue = sampled.then(|| self.queue.clone());
-        SpanRec::start(queue, trace_id, [0; 8], name, kind, attrs, baggage)
+        let queue = self.sample(&trace_id).then_some(self.queue);
+        SpanRec::start(queue, trace_id, [0; 8], start, baggage)
     }
 
     /// A child of `parent` in the same trace, sampled when its parent is.
-    pub fn child(
+    pub fn child<F: FnOnce(&mut SpanAttrs)>(
         &self,
         parent: &SpanRec,
-        name: &str,
-        kind: Kind,
-        attrs: impl FnOnce(&mut Vec<(&'static str, AttrValue)>),
+        start: SpanStart<'_, F>,
     ) -> SpanRec {
         SpanRec::start(
-            parent.queue.clone(),
+            parent.queue,
             parent.trace_id,
             parent.span_id,
-            name,
-            kind,
-            attrs,
+            start,
             parent.baggage.clone(),
         )
     }
@@ -99,16 +147,18 @@ impl Tracer {
 /// One span in progress. Unsampled spans carry ids (for `traceparent`) and nothing else.
 pub(crate) struct SpanRec {
     /// Where a sampled span goes when it ends; None when not sampled.
-    queue: Option<Arc<SpanQueue>>,
+    queue: Option<&'static SpanQueue>,
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     /// All zero for a root.
     parent_id: [u8; 8],
     pub sampled: bool,
-    name: Box<str>,
+    /// None when not sampled.
+    name: Option<Arc<str>>,
     kind: Kind,
     start_ns: u64,
-    attrs: Vec<(&'static str, AttrValue)>,
+    fixed: Option<FixedAttrs>,
+    attrs: SpanAttrs,
     events: Vec<Event>,
     pub baggage: Option<Arc<str>>,
 }
@@ -120,22 +170,20 @@ struct Event {
 }
 
 impl SpanRec {
-    fn start(
-        queue: Option<Arc<SpanQueue>>,
+    fn start<F: FnOnce(&mut SpanAttrs)>(
+        queue: Option<&'static SpanQueue>,
         trace_id: [u8; 16],
         parent_id: [u8; 8],
-        name: &str,
-        kind: Kind,
-        attrs: impl FnOnce(&mut Vec<(&'static str, AttrValue)>),
+        start: SpanStart<'_, F>,
         baggage: Option<Arc<str>>,
     ) -> Self {
         let sampled = queue.is_some();
-        let (name, attr_vec, start_ns) = if sampled {
-            let mut v = Vec::with_capacity(8);
-            attrs(&mut v);
-            (Box::from(name), v, now_ns())
+        let mut attrs = SpanAttrs::new();
+        let (name, fixed, start_ns) = if sampled {
+            (start.attrs)(&mut attrs);
+            (Some(start.name.to_shared()), start.fixed.cloned(), now_ns())
         } else {
-            (Box::from(""), Vec::new(), 0)
+            (None, None, 0)
         };
         Self {
             queue,
@@ -144,12 +192,17 @@ impl SpanRec {
             parent_id,
             sampled,
             name,
-            kind,
+            kind: start.kind,
             start_ns,
-            attrs: attr_vec,
+            fixed,
+            attrs,
             events: Vec::new(),
             baggage,
         }
+    }
+
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
     }
 
     pub fn set_attribute(&mut self, key: &'static str, value: AttrValue) {
@@ -174,22 +227,24 @@ impl SpanRec {
 
     /// Ends the span: a sampled one is encoded into the queue (or counted as dropped).
     pub fn finish(self, error: Option<&str>) {
-        if let Some(q) = &self.queue {
+        if let Some(q) = self.queue {
             q.push(&self, now_ns(), error);
         }
     }
 
     /// Length of the encoded `Span` message.
     fn encoded_len(&self, end_error: Option<&str>) -> usize {
-        let mut n = pb::bytes_len(1, 16) + pb::bytes_len(2, 8) + pb::bytes_len(5, self.name.len());
+        let mut n =
+            pb::bytes_len(1, 16) + pb::bytes_len(2, 8) + pb::bytes_len(5, self.name().len());
         if self.parent_id != [0; 8] {
             n += pb::bytes_len(4, 8);
         }
         n += 2 + 9 + 9 + 6; // kind, start, end, flags
+        n += self.fixed.as_ref().map_or(0, |f| f.0.len());
         n += self
             .attrs
             .iter()
-            .map(|(k, v)| pb::msg_len(9, pb::kv_len(k, v)))
+            .map(|(k, v)| pb::msg_len(ATTRIBUTES_FIELD, pb::kv_len(k, v)))
             .sum::<usize>();
         n += self
             .events
@@ -211,13 +266,16 @@ impl SpanRec {
         if self.parent_id != [0; 8] {
             pb::put_bytes(buf, 4, &self.parent_id);
         }
-        pb::put_bytes(buf, 5, self.name.as_bytes());
+        pb::put_bytes(buf, 5, self.name().as_bytes());
         pb::put_tag(buf, 6, pb::VARINT);
         pb::put_varint(buf, self.kind as u64);
         pb::put_fixed64(buf, 7, self.start_ns);
         pb::put_fixed64(buf, 8, end_ns.max(self.start_ns));
+        if let Some(f) = &self.fixed {
+            buf.extend_from_slice(&f.0);
+        }
         for (k, v) in &self.attrs {
-            pb::put_kv(buf, 9, k, v);
+            pb::put_kv(buf, ATTRIBUTES_FIELD, k, v);
         }
         for e in &self.events {
             pb::put_tag(buf, 11, pb::LEN);
@@ -259,12 +317,11 @@ impl Event {
     }
 }
 
-/// Spans waiting for export: one byte buffer per thread shard, bounded in span count.
+/// Spans waiting for export: one byte buffer per thread shard, bounded in span count (each
+/// shard holds its share of the bound, so a span's push touches only its own shard).
 pub(crate) struct SpanQueue {
     shards: Box<[Padded<Mutex<Shard>>]>,
-    /// Spans in the shards (not yet taken by the export thread).
-    pending: AtomicUsize,
-    max_queue: usize,
+    max_per_shard: usize,
     /// Set at shutdown: later spans are counted as dropped, not queued for nobody.
     closed: AtomicBool,
     pub stats: Arc<SpanStats>,
@@ -281,22 +338,26 @@ struct Shard {
 struct Padded<T>(T);
 
 impl SpanQueue {
-    pub fn new(max_queue: usize, stats: Arc<SpanStats>) -> Self {
+    /// A queue that lives as long as the process (see [`Tracer::queue`]).
+    pub fn leak(max_queue: usize, stats: Arc<SpanStats>) -> &'static Self {
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
             * 2;
-        Self {
+        Box::leak(Box::new(Self {
             shards: (0..n).map(|_| Padded(Mutex::default())).collect(),
-            pending: AtomicUsize::new(0),
-            max_queue: max_queue.max(1),
+            max_per_shard: max_queue.div_ceil(n).max(1),
             closed: AtomicBool::new(false),
             stats,
-        }
+        }))
     }
 
+    /// Spans not yet taken by the export thread.
     pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .map(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).spans)
+            .sum()
     }
 
     pub fn close(&self) {
@@ -308,29 +369,33 @@ impl SpanQueue {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
+        let shard = &self.shards[thread_index() % self.shards.len()].0;
+        let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if s.spans >= self.max_per_shard {
+            drop(s);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let shard = &self.shards[thread_index() % self.shards.len()].0;
-        let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
         span.encode(&mut s.buf, end_ns, error);
         s.spans += 1;
     }
 
-    /// Moves every queued span into `out` (concatenated `spans` fields); returns how many.
-    pub fn take_into(&self, out: &mut Vec<u8>) -> usize {
-        let mut n = 0;
-        for shard in self.shards.iter() {
-            let mut s = shard.0.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend_from_slice(&s.buf);
-            n += s.spans;
-            s.buf.clear();
-            s.spans = 0;
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Takes shard `i`'s spans (concatenated `spans` fields) by swapping its buffer with
+    /// `spare`, which must be empty: the bytes are not copied, and the shard keeps `spare`'s
+    /// capacity. Returns how many spans were taken. Once closed, a shard is left with no
+    /// buffer at all (the queue itself is never freed).
+    pub fn take_shard(&self, i: usize, spare: &mut Vec<u8>) -> usize {
+        debug_assert!(spare.is_empty());
+        let mut s = self.shards[i].0.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut s.buf, spare);
+        if self.closed.load(Ordering::Relaxed) {
+            s.buf = Vec::new();
         }
-        self.pending.fetch_sub(n, Ordering::Relaxed);
-        n
+        std::mem::take(&mut s.spans)
     }
 }
 
@@ -514,6 +579,15 @@ pub(crate) mod pb {
 mod tests {
     use super::*;
 
+    fn start(name: &str, kind: Kind) -> SpanStart<'_, impl FnOnce(&mut SpanAttrs)> {
+        SpanStart {
+            name: SpanName::Str(name),
+            kind,
+            fixed: None,
+            attrs: |_: &mut SpanAttrs| {},
+        }
+    }
+
     #[test]
     fn varints_round_trip_their_lengths() {
         for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u64::MAX] {
@@ -525,24 +599,37 @@ mod tests {
 
     #[test]
     fn encoded_length_matches_what_is_written_and_chunks_split_on_span_boundaries() {
-        let q = Arc::new(SpanQueue::new(100, Arc::default()));
-        let t = Tracer::new(1.0, q.clone());
+        let q = SpanQueue::leak(100, Arc::default());
+        let t = Tracer::new(1.0, q);
+        let fixed = FixedAttrs::new(&[
+            ("novaload.test", AttrValue::Static("api")),
+            ("server.port", AttrValue::I64(8090)),
+        ]);
         for i in 0..10 {
             let mut root = t.root(
-                "iteration",
-                Kind::Internal,
-                |a| a.push(("novaload.vu", AttrValue::I64(-i))),
+                SpanStart {
+                    name: SpanName::Str("iteration"),
+                    kind: Kind::Internal,
+                    fixed: Some(&fixed),
+                    attrs: |a: &mut SpanAttrs| a.push(("novaload.vu", AttrValue::I64(-i))),
+                },
                 None,
             );
             root.add_event("phase", &[("phase", AttrValue::Static("copy"))]);
-            let mut c = t.child(&root, "GET /x", Kind::Client, |_| {});
+            let mut c = t.child(&root, start("GET /x", Kind::Client));
             c.set_attribute("f", AttrValue::F64(0.5));
             c.set_attribute("b", AttrValue::Bool(true));
             c.finish(Some("boom"));
             root.finish(None);
         }
         let mut buf = Vec::new();
-        assert_eq!(q.take_into(&mut buf), 20);
+        let mut taken = 0;
+        for i in 0..q.shard_count() {
+            let mut part = Vec::new();
+            taken += q.take_shard(i, &mut part);
+            buf.extend_from_slice(&part);
+        }
+        assert_eq!(taken, 20);
         assert_eq!(q.pending(), 0);
         let parts = chunks(&buf, 3, usize::MAX);
         assert_eq!(parts.len(), 7);
@@ -558,30 +645,31 @@ mod tests {
 
     #[test]
     fn ratio_sampling_keeps_about_the_ratio_and_children_follow() {
-        let q = Arc::new(SpanQueue::new(1_000_000, Arc::default()));
-        let t = Tracer::new(0.25, q.clone());
+        let q = SpanQueue::leak(1_000_000, Arc::default());
+        let t = Tracer::new(0.25, q);
         let mut kept = 0;
         for _ in 0..20_000 {
-            let r = t.root("r", Kind::Internal, |_| {}, None);
-            let c = t.child(&r, "c", Kind::Client, |_| {});
+            let r = t.root(start("r", Kind::Internal), None);
+            let c = t.child(&r, start("c", Kind::Client));
             assert_eq!(r.sampled, c.sampled);
             assert_eq!(r.trace_id, c.trace_id);
             kept += usize::from(r.sampled);
         }
         assert!((4_000..6_000).contains(&kept), "{kept}");
-        let none = Tracer::new(0.0, q.clone());
-        assert!(!none.root("r", Kind::Internal, |_| {}, None).sampled);
+        let none = Tracer::new(0.0, q);
+        assert!(!none.root(start("r", Kind::Internal), None).sampled);
     }
 
     #[test]
     fn full_queue_counts_drops() {
         let stats = Arc::new(SpanStats::default());
-        let q = Arc::new(SpanQueue::new(3, stats.clone()));
-        let t = Tracer::new(1.0, q.clone());
+        // one shard per two threads of parallelism: a bound of 1 per shard
+        let q = SpanQueue::leak(1, stats.clone());
+        let t = Tracer::new(1.0, q);
         for _ in 0..5 {
-            t.root("r", Kind::Internal, |_| {}, None).finish(None);
+            t.root(start("r", Kind::Internal), None).finish(None);
         }
-        assert_eq!(q.pending(), 3);
-        assert_eq!(stats.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(q.pending(), 1);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 4);
     }
 }

@@ -526,6 +526,9 @@ impl HttpClient {
         p: &mut Progress,
     ) -> Result<(u16, Bytes), Failure> {
         let conn = self.conn.as_mut().expect("connected by ensure_connected");
+        // A small body rides in the head's buffer (one write); a large one (an OTLP export,
+        // an uploaded file) is written from where it is rather than copied.
+        let body_inline = body.len() <= INLINE_BODY;
         encode_request(
             &mut self.wbuf,
             method,
@@ -534,15 +537,20 @@ impl HttpClient {
             self.user_agent,
             headers,
             body,
+            body_inline,
         );
         conn.rbuf.clear();
-        if let Err(e) = conn.stream.write_all(&self.wbuf).await {
+        let mut written = conn.stream.write_all(&self.wbuf).await;
+        if !body_inline && written.is_ok() {
+            written = conn.stream.write_all(body).await;
+        }
+        if let Err(e) = written {
             return Err(Failure::io("sending request", e, true));
         }
         if let Err(e) = conn.stream.flush().await {
             return Err(Failure::io("sending request", e, true));
         }
-        p.sent = self.wbuf.len() as u64;
+        p.sent = (self.wbuf.len() + if body_inline { 0 } else { body.len() }) as u64;
         p.written_at = Some(Instant::now());
 
         // Response head; 1xx informational heads are skipped.
@@ -629,8 +637,13 @@ async fn read_more(conn: &mut Conn, p: &mut Progress) -> Result<usize, Failure> 
     }
 }
 
-/// Serializes a request head and body into `buf`. Workload headers win over the defaults
-/// (Host, User-Agent); framing headers are always novaload's own (Content-Length of `body`).
+/// Bodies up to this size are copied behind the request head and sent with it in one write.
+const INLINE_BODY: usize = 16 * 1024;
+
+/// Serializes a request head (and the body when `body_inline`) into `buf`. Workload headers
+/// win over the defaults (Host, User-Agent); framing headers are always novaload's own
+/// (Content-Length of `body`).
+#[allow(clippy::too_many_arguments)]
 fn encode_request(
     buf: &mut Vec<u8>,
     method: &Method,
@@ -639,6 +652,7 @@ fn encode_request(
     user_agent: &str,
     headers: &[(HeaderName, HeaderValue)],
     body: &Bytes,
+    body_inline: bool,
 ) {
     use std::io::Write as _;
     // path and query straight from the URL's buffer
@@ -674,7 +688,9 @@ fn encode_request(
         let _ = write!(buf, "content-length: {}\r\n", body.len());
     }
     buf.extend_from_slice(b"\r\n");
-    buf.extend_from_slice(body);
+    if body_inline {
+        buf.extend_from_slice(body);
+    }
 }
 
 /// Parses a response head at the start of `buf`; None when it is not complete yet.
@@ -950,6 +966,65 @@ mod tests {
         );
         assert!(seen[1].contains("x-test: 1") && seen[1].contains("content-length: 2"));
         assert_eq!(r.bytes_sent as usize, seen[1].len() + 4 + 2);
+    }
+
+    #[tokio::test]
+    async fn large_bodies_are_sent_whole_after_the_head_and_the_connection_stays_usable() {
+        // an echo server of sorts: answers each request with its body's length and byte sum
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: url::Url = format!("http://{}/v1/traces", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepts2 = accepts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                accepts2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 65536];
+                loop {
+                    let n = match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |v| v.parse::<usize>().unwrap());
+                        if buf.len() < end + 4 + len {
+                            break;
+                        }
+                        let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+                        let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
+                        let answer = format!("{} {sum}", body.len());
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        );
+                        s.write_all(resp.as_bytes()).await.unwrap();
+                    }
+                }
+            }
+        });
+        let mut c = client();
+        for size in [3 * 1024 * 1024 + 7, INLINE_BODY, INLINE_BODY + 1, 2] {
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
+            let r = c
+                .send(Method::POST, &url, &[], Some(Bytes::from(body)))
+                .await;
+            assert!(r.error.is_none(), "{size}: {:?}", r.error);
+            assert_eq!(
+                String::from_utf8_lossy(&r.body),
+                format!("{size} {sum}"),
+                "{size}"
+            );
+            assert!(r.bytes_sent as usize > size, "{size}: {}", r.bytes_sent);
+        }
+        assert_eq!(accepts.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

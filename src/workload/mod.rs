@@ -16,7 +16,7 @@ pub mod ws;
 
 use crate::error::ErrorKind;
 use crate::metrics::{MetricId, Recorder, Tags, builtin};
-use crate::telemetry::{AttrValue, RunLabels, Span, SpanKind, Telemetry, VuSeries};
+use crate::telemetry::{AttrValue, FixedAttrs, RunLabels, Span, SpanKind, Telemetry, VuSeries};
 use ::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
 use rand::SeedableRng;
@@ -61,6 +61,15 @@ pub struct Req<'a> {
     pub body: Option<Bytes>,
 }
 
+/// An endpoint's client-span attributes, found by the values they encode.
+struct RequestSpanKey {
+    method: Box<str>,
+    template: Box<str>,
+    host: Box<str>,
+    port: u16,
+    attrs: FixedAttrs,
+}
+
 /// A virtual user: identity, clients and the recording helpers.
 pub struct Vu {
     /// 1-based like k6's `__VU` (0 for setup/teardown).
@@ -85,6 +94,8 @@ pub struct Vu {
     interned: Vec<Arc<str>>,
     /// The `baggage` header of the last baggage value seen (the same for every iteration).
     baggage_header: Option<(Arc<str>, HeaderValue)>,
+    /// Client-span attributes per endpoint this VU called (a handful; at most 64 kept).
+    request_spans: Vec<RequestSpanKey>,
     /// The runner's per-VU timers (deadline, stop), reused across iterations.
     pub(crate) timers: Option<crate::runner::IterationTimers>,
     /// What a workload keeps for this VU between iterations (db direct mode: the VU's pool
@@ -119,6 +130,7 @@ impl Vu {
             intended_start: None,
             interned: Vec::new(),
             baggage_header: None,
+            request_spans: Vec::new(),
             timers: None,
             workload_state: None,
         }
@@ -134,6 +146,36 @@ impl Vu {
             self.interned.push(a.clone());
         }
         a
+    }
+
+    /// The encoded attributes every client span of this request's endpoint carries (method,
+    /// `url.template`, server address and port), built once per VU and endpoint.
+    fn request_span_attrs(&mut self, req: &Req<'_>) -> FixedAttrs {
+        let (method, template) = (req.method.as_str(), req.template);
+        let host = req.url.host_str().unwrap_or("");
+        let port = req.url.port_or_known_default().unwrap_or(0);
+        let found = self.request_spans.iter().find(|k| {
+            k.port == port && *k.template == *template && *k.method == *method && *k.host == *host
+        });
+        if let Some(k) = found {
+            return k.attrs.clone();
+        }
+        let attrs = FixedAttrs::new(&[
+            ("http.request.method", AttrValue::Str(method.to_owned())),
+            ("url.template", AttrValue::Str(template.to_owned())),
+            ("server.address", AttrValue::Str(host.to_owned())),
+            ("server.port", AttrValue::I64(i64::from(port))),
+        ]);
+        if self.request_spans.len() < 64 {
+            self.request_spans.push(RequestSpanKey {
+                method: method.into(),
+                template: template.into(),
+                host: host.into(),
+                port,
+                attrs: attrs.clone(),
+            });
+        }
+        attrs
     }
 
     /// A child span of the current iteration span.
@@ -212,22 +254,11 @@ impl Vu {
         let method = self.interned(req.method.as_str());
         let name = self.interned(req.name);
         let mut span = if self.tel.tracing() {
-            // Interned strings: a sampled span costs reference counts here, not copies.
-            let template = self.interned(req.template);
-            let host = self.interned(req.url.host_str().unwrap_or(""));
-            let port = req.url.port_or_known_default().unwrap_or(0) as i64;
-            let attrs = |a: &mut Vec<(&'static str, AttrValue)>| {
-                a.extend([
-                    ("http.request.method", AttrValue::Shared(method.clone())),
-                    ("url.template", AttrValue::Shared(template)),
-                    ("server.address", AttrValue::Shared(host)),
-                    ("server.port", AttrValue::I64(port)),
-                ])
-            };
+            let fixed = self.request_span_attrs(&req);
             let none = Span::default(); // outside an iteration the span is a root
             let parent = parent.or(self.iteration_span.as_ref()).unwrap_or(&none);
             self.tel
-                .child_span_with(parent, req.name, SpanKind::Client, attrs)
+                .child_span_fixed(parent, &name, SpanKind::Client, &fixed)
         } else {
             Span::default()
         };
