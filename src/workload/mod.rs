@@ -61,6 +61,12 @@ pub struct Req<'a> {
     pub body: Option<Bytes>,
 }
 
+// Built at compile time: `HeaderName::from_static` called at run time looks the name up again
+// on every request.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// An endpoint's client-span attributes, found by the values they encode.
 struct RequestSpanKey {
     method: Box<str>,
@@ -269,7 +275,7 @@ impl Vu {
             .traceparent()
             .and_then(|v| HeaderValue::try_from(v).ok())
         {
-            headers.push((HeaderName::from_static("traceparent"), tp));
+            headers.push((TRACEPARENT, tp));
             if let Some(b) = span.baggage_shared() {
                 let cached = match &self.baggage_header {
                     Some((v, h)) if Arc::ptr_eq(v, b) => Some(h.clone()),
@@ -281,14 +287,14 @@ impl Vu {
                     Some(h)
                 });
                 if let Some(h) = header {
-                    headers.push((HeaderName::from_static("baggage"), h));
+                    headers.push((BAGGAGE, h));
                 }
             }
             if let Some(ts) = span
                 .tracestate()
                 .and_then(|v| HeaderValue::try_from(v).ok())
             {
-                headers.push((HeaderName::from_static("tracestate"), ts));
+                headers.push((TRACESTATE, ts));
             }
         }
         let resp = self
