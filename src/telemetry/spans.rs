@@ -246,45 +246,51 @@ impl Worker {
 
     /// Exports one shard's spans (its buffer swapped out, not copied); returns how many it had.
     fn export_shard(&mut self, shard: usize, deadline: Instant) -> usize {
-        let stats = self.queue.stats.clone();
         self.buf.clear();
         let mut buf = std::mem::take(&mut self.buf);
         let taken = self.queue.take_shard(shard, &mut buf);
-        {
-            // Usually one request's worth: only a bigger take is walked to split it.
-            let parts = if taken <= self.cfg.max_batch && buf.len() <= MAX_REQUEST_BYTES {
-                vec![(0, buf.len(), taken)]
-            } else {
-                trace::chunks(&buf, self.cfg.max_batch, MAX_REQUEST_BYTES)
-            };
-            for (start, end, count) in parts {
-                let now = Instant::now();
-                if now >= deadline {
-                    stats.dropped.fetch_add(count as u64, Ordering::Relaxed);
-                    stats
-                        .errors
-                        .push("trace flush deadline reached: queued spans discarded".to_owned());
-                    continue;
-                }
-                let timeout = self.cfg.export_timeout.min(deadline - now);
-                let request = self.framing.request(&buf[start..end]);
-                let sink = &mut self.sink;
-                let r = self.rt.block_on(async move {
-                    tokio::time::timeout(timeout, sink.export(request))
-                        .await
-                        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
-                });
-                match r {
-                    Ok(()) => stats.exported.fetch_add(count as u64, Ordering::Relaxed),
-                    Err(e) => {
-                        stats.errors.push(format!("trace export failed: {e}"));
-                        stats.failed.fetch_add(count as u64, Ordering::Relaxed)
-                    }
-                };
-            }
+        if taken > 0 {
+            self.export_bytes(&buf, taken, deadline);
         }
         self.buf = buf;
         taken
+    }
+
+    /// Sends `taken` encoded spans in requests of at most `max_batch` spans and
+    /// [`MAX_REQUEST_BYTES`]; what is not sent by `deadline` is dropped and counted.
+    fn export_bytes(&mut self, buf: &[u8], taken: usize, deadline: Instant) {
+        let stats = self.queue.stats.clone();
+        // Usually one request's worth: only a bigger take is walked to split it.
+        let parts = if taken <= self.cfg.max_batch && buf.len() <= MAX_REQUEST_BYTES {
+            vec![(0, buf.len(), taken)]
+        } else {
+            trace::chunks(buf, self.cfg.max_batch, MAX_REQUEST_BYTES)
+        };
+        for (start, end, count) in parts {
+            let now = Instant::now();
+            if now >= deadline {
+                stats.dropped.fetch_add(count as u64, Ordering::Relaxed);
+                stats
+                    .errors
+                    .push("trace flush deadline reached: queued spans discarded".to_owned());
+                continue;
+            }
+            let timeout = self.cfg.export_timeout.min(deadline - now);
+            let request = self.framing.request(&buf[start..end]);
+            let sink = &mut self.sink;
+            let r = self.rt.block_on(async move {
+                tokio::time::timeout(timeout, sink.export(request))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
+            });
+            match r {
+                Ok(()) => stats.exported.fetch_add(count as u64, Ordering::Relaxed),
+                Err(e) => {
+                    stats.errors.push(format!("trace export failed: {e}"));
+                    stats.failed.fetch_add(count as u64, Ordering::Relaxed)
+                }
+            };
+        }
     }
 }
 
@@ -525,5 +531,63 @@ mod decode {
                 KeyValue::new(kv.key, v)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::trace::{Kind, SpanAttrs, SpanName, SpanStart, Tracer};
+    use std::sync::Arc;
+
+    /// Records how many spans each export request carried.
+    struct Counting(Arc<Mutex<Vec<usize>>>);
+
+    impl OtlpSink for Counting {
+        fn export(&mut self, request: Bytes) -> ExportFuture<'_> {
+            let spans = decode::span_data(&request).map_or(usize::MAX, |s| s.len());
+            self.0.lock().unwrap().push(spans);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[test]
+    fn idle_shards_send_no_requests_and_every_span_is_sent_once() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let stats = Arc::new(SpanStats::default());
+        let queue = SpanQueue::leak(1_000, stats.clone());
+        let tracer = Tracer::new(1.0, queue);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let export = SpanExport::start(
+            Box::new(Counting(requests.clone())),
+            queue,
+            &Resource::builder().build(),
+            QueueConfig {
+                max_queue: 1_000,
+                max_batch: 100,
+                delay: Duration::from_millis(30),
+                export_timeout: Duration::from_secs(2),
+            },
+            rt.handle().clone(),
+        );
+        for _ in 0..3 {
+            let start = SpanStart {
+                name: SpanName::Str("iteration"),
+                kind: Kind::Internal,
+                fixed: None,
+                attrs: |_: &mut SpanAttrs| {},
+            };
+            tracer.root(start, None).finish(None);
+        }
+        // several export periods, all but the first with every shard empty
+        std::thread::sleep(Duration::from_millis(300));
+        export.shutdown(Duration::from_secs(2));
+        assert_eq!(*requests.lock().unwrap(), vec![3]);
+        assert_eq!(stats.exported.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
     }
 }
