@@ -874,20 +874,27 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
-    /// A raw HTTP/1.1 server on 127.0.0.1:0: for each accepted connection, reads request heads
-    /// and answers the i-th request (over all connections) with `answers[i]`, byte for byte.
-    /// After an answer marked `close`, it closes that connection. Returns the base URL and the
-    /// request heads it saw.
-    async fn raw_server(
-        answers: Vec<(&'static [u8], bool)>,
-    ) -> (url::Url, Arc<std::sync::Mutex<Vec<String>>>) {
+    /// What [`serve`] saw: its base URL, the request heads and how many connections it accepted.
+    struct Served {
+        url: url::Url,
+        heads: Arc<std::sync::Mutex<Vec<String>>>,
+        accepts: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    /// A raw HTTP/1.1 server on 127.0.0.1:0: for each accepted connection, reads requests
+    /// (head and Content-Length body) and writes what `answer(head, body)` returns, byte for
+    /// byte, closing the connection after an answer marked `close`; `None` stops the server.
+    async fn serve(
+        mut answer: impl FnMut(&str, &[u8]) -> Option<(Vec<u8>, bool)> + Send + 'static,
+    ) -> Served {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen2 = seen.clone();
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (heads2, accepts2) = (heads.clone(), accepts.clone());
         tokio::spawn(async move {
-            let mut next = 0usize;
             while let Ok((mut s, _)) = listener.accept().await {
+                accepts2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut buf = Vec::new();
                 loop {
                     let mut chunk = [0u8; 4096];
@@ -907,20 +914,34 @@ mod tests {
                     if buf.len() < end + 4 + len {
                         continue;
                     }
-                    buf.drain(..end + 4 + len);
-                    seen2.lock().unwrap().push(head);
-                    let Some(&(answer, close)) = answers.get(next) else {
+                    let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+                    let reply = answer(&head, &body);
+                    heads2.lock().unwrap().push(head);
+                    let Some((bytes, close)) = reply else {
                         return;
                     };
-                    next += 1;
-                    s.write_all(answer).await.unwrap();
+                    s.write_all(&bytes).await.unwrap();
                     if close {
                         break;
                     }
                 }
             }
         });
-        (format!("http://{addr}/").parse().unwrap(), seen)
+        Served {
+            url: format!("http://{addr}/").parse().unwrap(),
+            heads,
+            accepts,
+        }
+    }
+
+    /// [`serve`] answering the i-th request (over all connections) with `answers[i]`. Returns
+    /// the base URL and the request heads it saw.
+    async fn raw_server(
+        answers: Vec<(&'static [u8], bool)>,
+    ) -> (url::Url, Arc<std::sync::Mutex<Vec<String>>>) {
+        let mut next = answers.into_iter();
+        let served = serve(move |_, _| next.next().map(|(a, close)| (a.to_vec(), close))).await;
+        (served.url, served.heads)
     }
 
     fn client() -> HttpClient {
@@ -970,45 +991,18 @@ mod tests {
 
     #[tokio::test]
     async fn large_bodies_are_sent_whole_after_the_head_and_the_connection_stays_usable() {
-        // an echo server of sorts: answers each request with its body's length and byte sum
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url: url::Url = format!("http://{}/v1/traces", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
-        let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let accepts2 = accepts.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                accepts2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let mut buf = Vec::new();
-                let mut chunk = vec![0u8; 65536];
-                loop {
-                    let n = match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length: "))
-                            .map_or(0, |v| v.parse::<usize>().unwrap());
-                        if buf.len() < end + 4 + len {
-                            break;
-                        }
-                        let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
-                        let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
-                        let answer = format!("{} {sum}", body.len());
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}",
-                            answer.len()
-                        );
-                        s.write_all(resp.as_bytes()).await.unwrap();
-                    }
-                }
-            }
-        });
+        // answers each request with its body's length and byte sum
+        let served = serve(|_, body| {
+            let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
+            let answer = format!("{} {sum}", body.len());
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            Some((resp.into_bytes(), false))
+        })
+        .await;
+        let url = served.url.join("v1/traces").unwrap();
         let mut c = client();
         for size in [3 * 1024 * 1024 + 7, INLINE_BODY, INLINE_BODY + 1, 2] {
             let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
@@ -1024,7 +1018,7 @@ mod tests {
             );
             assert!(r.bytes_sent as usize > size, "{size}: {}", r.bytes_sent);
         }
-        assert_eq!(accepts.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(served.accepts.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
