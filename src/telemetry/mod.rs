@@ -158,11 +158,9 @@ impl std::fmt::Display for TraceHex {
 
 impl TraceHex {
     fn new(id: &[u8; 16]) -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 32];
-        for (i, b) in id.iter().enumerate() {
-            out[2 * i] = HEX[usize::from(b >> 4)];
-            out[2 * i + 1] = HEX[usize::from(b & 15)];
+        for (pair, b) in out.chunks_exact_mut(2).zip(id) {
+            pair.copy_from_slice(&trace::hex_pair(*b));
         }
         Self(out)
     }

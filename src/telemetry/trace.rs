@@ -451,11 +451,15 @@ fn random_nonzero() -> u64 {
 
 /// Lower-case hex of `bytes` into `out`.
 pub(crate) fn hex_into(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
+        out.extend(hex_pair(*b).map(char::from));
     }
+}
+
+/// The two lower-case hex digits of `b`.
+pub(crate) fn hex_pair(b: u8) -> [u8; 2] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]
 }
 
 /// The protobuf wire format, as much of it as OTLP traces need.
