@@ -55,7 +55,7 @@ fn summary() -> Summary {
         ("VM create status 201", false),
     ] {
         let t = Tags {
-            check: Some(Arc::from(name)),
+            check: Some(name.into()),
             ..Tags::scenario(&scenario)
         };
         rec.record(builtin::CHECKS, if pass { 1.0 } else { 0.0 }, &t);

@@ -15,6 +15,7 @@ pub use trend::Trend;
 
 use crate::error::ErrorKind;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// k6 metric type.
@@ -207,8 +208,10 @@ pub struct Tags {
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_response: Option<bool>,
+    /// The check's name: a workload's `&'static str` borrowed as is (a check is recorded on
+    /// every response, so it must not allocate); owned when read back from a summary.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub check: Option<Arc<str>>,
+    pub check: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<ErrorKind>,
 }

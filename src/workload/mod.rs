@@ -20,6 +20,7 @@ use crate::telemetry::{AttrValue, FixedAttrs, RunLabels, Span, SpanKind, Telemet
 use ::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
 use rand::SeedableRng;
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -203,7 +204,7 @@ impl Vu {
     /// Records a check (k6 `check`): one sample on `checks` tagged with the name.
     pub fn check(&self, name: &'static str, ok: bool) -> bool {
         let tags = Tags {
-            check: Some(Arc::from(name)),
+            check: Some(Cow::Borrowed(name)),
             ..self.tags.clone()
         };
         self.rec
