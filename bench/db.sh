@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # novaload's direct database mode vs pgbench on one throwaway PostgreSQL cluster: the same
 # statements, the same number of clients (pgbench clients = novaload VUs = --pool-size, so each
-# novaload VU keeps one connection as each pgbench client does), prepared statements, no think
-# time, for two mixes and a sweep of client counts:
+# novaload VU keeps one connection as each pgbench client does), the same threads (pgbench
+# -j JOBS = novaload --vu-threads JOBS: JOBS event loops, the clients dealt out among them),
+# prepared statements, no think time, for two mixes and a sweep of client counts:
 #
 #   select-only  novaload --db-mix select-only   one primary-key SELECT of a seed VM
 #                pgbench -f (the same SELECT)    and, for reference, pgbench -S (pgbench_accounts)
@@ -14,13 +15,14 @@
 # its own recording), the novaload/pgbench TPS ratio of each round, and each side's CPU per
 # transaction (the client process; the PostgreSQL backends). Medians over ROUNDS; the side that
 # goes first alternates between rounds, since the machine's background load drifts.
-#   CLIENTS="4 8 16" DURATION=10 ROUNDS=1 bash bench/db.sh     (NOVALOAD=path skips the build)
+#   CLIENTS="4 8 16" DURATION=10 ROUNDS=1 JOBS=2 bash bench/db.sh  (NOVALOAD=path skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-4 8 16}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-1}
 MIXES=${MIXES:-select-only read-write}
+JOBS=${JOBS:-2}
 TMP=$(mktemp -d /tmp/novaload-bench-db.XXXXXX)
 chmod 755 "$TMP"
 
@@ -97,7 +99,7 @@ pgbench_run() {
   local dir="$TMP/pgb-$label-$c"
   rm -rf "$dir"; mkdir -p "$dir"
   local s0; s0=$(server_cpu)
-  (cd "$dir" && /usr/bin/time -f '%U %S' -o time pgbench $PG "$@" -M prepared -c "$c" -j 2 \
+  (cd "$dir" && /usr/bin/time -f '%U %S' -o time pgbench $PG "$@" -M prepared -c "$c" -j "$JOBS" \
     -T "$DURATION" -l --sampling-rate 0.05 --log-prefix log bench > out 2>&1)
   local s1; s1=$(server_cpu)
   local tps n p95
@@ -116,8 +118,8 @@ novaload_run() {
   rm -rf "$dir"; mkdir -p "$dir"
   local s0; s0=$(server_cpu)
   /usr/bin/time -f '%U %S' -o "$dir/time" "$TMP/novaload" run db --db-mode direct \
-    --database-url "$URL" --db-mix "$mix" --vus "$c" --pool-size "$c" --duration "${DURATION}s" \
-    -q --out "$dir" >/dev/null 2>&1 || true   # exit 3 (WARNING): the profile's throughput target
+    --database-url "$URL" --db-mix "$mix" --vus "$c" --pool-size "$c" --vu-threads "$JOBS" \
+    --duration "${DURATION}s" -q --out "$dir" >/dev/null 2>&1 || true   # exit 3 (WARNING): the profile's throughput target
   local s1; s1=$(server_cpu)
   local v
   v=$(python3 - "$(ls "$dir"/*/database_summary.json)" <<'EOF'

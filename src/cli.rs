@@ -174,6 +174,13 @@ pub struct RunArgs {
     /// No live progress line (the summary is still printed and written).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Run the VUs on N threads with one event loop each, VUs dealt out in turn (as wrk's
+    /// `-t` and pgbench's `-j` threads), instead of the shared work-stealing runtime [default:
+    /// shared]. With the server on the same cores, the shared runtime is faster for HTTP; N
+    /// event loops suit VUs that each keep one database connection (bench/db.sh uses
+    /// `--vu-threads 2` against `pgbench -j 2`). See docs/PERFORMANCE.md.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub vu_threads: Option<u16>,
 
     /// NovaCron REST base URL. Omitted: novaload starts its built-in target on 127.0.0.1:0.
     #[arg(long, env = "API_URL")]

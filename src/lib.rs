@@ -18,6 +18,7 @@ pub mod session;
 pub mod target;
 pub mod telemetry;
 pub mod thresholds;
+pub mod vu_threads;
 pub mod workload;
 
 use report::Verdict;

@@ -7,6 +7,7 @@ use crate::plan::segment::SegmentPlan;
 use crate::plan::{ArrivalSchedule, Executor, Scenario, vu_active_intervals};
 use crate::telemetry::{RunLabels, Telemetry};
 use crate::thresholds::Threshold;
+use crate::vu_threads::VuThreads;
 use crate::workload::{ClientSettings, Vu, Workload};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -40,6 +41,9 @@ pub struct TestRun {
     pub per_second: Vec<(MetricId, MetricId)>,
     /// Run only this execution segment's share of every scenario (distributed runs).
     pub segment: Option<Arc<SegmentPlan>>,
+    /// VUs run on this many single-threaded event loops ([`VuThreads`]); 0: on the calling
+    /// (work-stealing) runtime.
+    pub vu_threads: usize,
 }
 
 impl TestRun {
@@ -71,6 +75,7 @@ impl TestRun {
             teardown_timeout: Duration::from_secs(60),
             per_second: Vec::new(),
             segment: None,
+            vu_threads: 0,
         }
     }
 }
@@ -140,9 +145,23 @@ struct Shared<W> {
     next_vu_id: AtomicU64,
     interrupted_iterations: AtomicU64,
     segment: Option<Arc<SegmentPlan>>,
+    /// The threads VUs run on with `--vu-threads`; none: the calling runtime.
+    vu_threads: Option<VuThreads>,
 }
 
 impl<W: Workload> Shared<W> {
+    /// Starts a VU's task on its thread.
+    fn spawn_vu<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.vu_threads {
+            Some(threads) => threads.spawn(task),
+            None => tokio::spawn(task),
+        }
+    }
+
     /// Does index `j` of the full plan (a VU, an arrival) belong to this process's segment?
     fn mine(&self, j: u64) -> bool {
         self.segment.as_ref().is_none_or(|s| s.owns(j))
@@ -269,6 +288,7 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
         next_vu_id: AtomicU64::new(1),
         interrupted_iterations: AtomicU64::new(0),
         segment: params.segment.clone(),
+        vu_threads: (params.vu_threads > 0).then(|| VuThreads::start(params.vu_threads)),
     });
     let mut errors = Vec::new();
     let setup_scenario: Arc<str> = Arc::from("setup");
@@ -524,7 +544,7 @@ async fn run_scenario<W: Workload>(
                 let shared = shared.clone();
                 let name = name.clone();
                 let grd = *graceful_ramp_down;
-                tasks.push(tokio::spawn(async move {
+                tasks.push(shared.clone().spawn_vu(async move {
                     let mut vu: Option<Vu> = None;
                     for (from, to) in intervals {
                         let (from, to) = (start + from, start + to);
@@ -630,7 +650,7 @@ async fn looping_vus<W: Workload>(
         let shared = shared.clone();
         let name = name.clone();
         let limit = limit.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(shared.clone().spawn_vu(async move {
             let mut vu = shared.new_vu(&name);
             shared.active_vus.fetch_add(1, Ordering::Relaxed);
             let mut done = 0;
@@ -686,7 +706,7 @@ async fn arrival_rate<W: Workload>(
         let idle = idle.clone();
         let tags = tags.clone();
         shared.allocated_vus.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
+        shared.clone().spawn_vu(async move {
             let mut vu: Option<Vu> = None;
             loop {
                 idle.fetch_add(1, Ordering::Relaxed);

@@ -917,6 +917,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         quiet: a.quiet,
         telemetry: telemetry.clone(),
         settings: settings.clone(),
+        vu_threads: a.vu_threads.map_or(0, usize::from),
         stops: stops.clone(),
         segment: segment.clone(),
         segment_label: segment_label.clone(),
@@ -993,6 +994,8 @@ struct PlanContext {
     quiet: bool,
     telemetry: Telemetry,
     settings: ClientSettings,
+    /// `--vu-threads` (0: the shared runtime).
+    vu_threads: usize,
     stops: Stops,
     segment: Option<Arc<crate::plan::segment::SegmentPlan>>,
     segment_label: String,
@@ -1054,6 +1057,7 @@ async fn run_plan(p: &TestPlan, ctx: &PlanContext) -> (Summary, bool) {
         teardown_timeout: Duration::from_secs(60),
         per_second: p.per_second.clone(),
         segment: ctx.segment.clone(),
+        vu_threads: ctx.vu_threads,
     };
     let outcome: RunOutcome = match &p.workload {
         WorkloadKind::Url(w) => runner::run(w.clone(), params).await,

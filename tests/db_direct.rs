@@ -162,11 +162,12 @@ impl Run {
 
 /// `vus` VUs × `iterations` each of the direct workload, think times scaled by `think`.
 async fn run_direct(url: &str, vus: u64, iterations: u64, think: f64, tel: &Telemetry) -> Run {
-    run_mix(url, DbMix::Upstream, None, vus, iterations, think, tel).await
+    run_mix(url, DbMix::Upstream, None, vus, iterations, think, tel, 0).await
 }
 
-/// Like [`run_direct`] with a mix, a pool of 4, and (Some) the planned VUs the session would
-/// tell the workload.
+/// Like [`run_direct`] with a mix, a pool of 4, (Some) the planned VUs the session would tell
+/// the workload, and `--vu-threads` (0: the shared runtime).
+#[allow(clippy::too_many_arguments)]
 async fn run_mix(
     url: &str,
     mix: DbMix,
@@ -175,6 +176,7 @@ async fn run_mix(
     iterations: u64,
     think: f64,
     tel: &Telemetry,
+    vu_threads: usize,
 ) -> Run {
     let mut registry = Registry::new();
     let mut w = DbDirectWorkload::new(url, 4, &mut registry).expect("valid URL");
@@ -188,6 +190,7 @@ async fn run_mix(
             tls: None,
             request_timeout: Duration::from_secs(10),
         },
+        vu_threads,
         ..TestRun::new(
             "db",
             "dbd-test",
@@ -364,6 +367,7 @@ async fn back_to_back_mixes_keep_a_connection_per_vu() {
         25,
         0.0,
         &Telemetry::disabled(),
+        0,
     )
     .await;
     assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
@@ -377,6 +381,8 @@ async fn back_to_back_mixes_keep_a_connection_per_vu() {
         .scalar("SELECT COUNT(*) FROM vms WHERE name LIKE 'seed-vm-%' AND cpu_cores = 2")
         .await;
     assert_eq!(before, 100, "seeded with 2 cores");
+    // on two VU threads (--vu-threads 2), as bench/db.sh runs it: each VU opens its own
+    // connection on its thread
     let r = run_mix(
         &db.url,
         DbMix::ReadWrite,
@@ -385,6 +391,7 @@ async fn back_to_back_mixes_keep_a_connection_per_vu() {
         25,
         0.0,
         &Telemetry::disabled(),
+        2,
     )
     .await;
     assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
@@ -408,7 +415,8 @@ async fn back_to_back_mixes_keep_a_connection_per_vu() {
         "no VM was resized"
     );
 
-    // 8 planned VUs > 4 connections: a connection per iteration, given back at its end
+    // 8 planned VUs > 4 connections: a connection per iteration, given back at its end (and
+    // taken by VUs on either VU thread)
     let r = run_mix(
         &db.url,
         DbMix::ReadWrite,
@@ -417,6 +425,7 @@ async fn back_to_back_mixes_keep_a_connection_per_vu() {
         5,
         0.0,
         &Telemetry::disabled(),
+        2,
     )
     .await;
     assert_eq!(r.check("Point update ok"), (10, 0));

@@ -266,3 +266,45 @@ async fn traceparent_is_not_sent_when_tracing_is_off_but_auth_headers_are() {
             .any(|(k, v)| k == "user-agent" && v.starts_with("novaload/"))
     );
 }
+
+/// `--vu-threads`: VUs on their own event loops run every kind of executor as the shared
+/// runtime does (a ramp's VU count, an arrival rate's exact count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vu_threads_run_ramps_and_arrival_rates_as_the_shared_runtime_does() {
+    let srv = http_server::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("two.yaml");
+    std::fs::write(
+        &scenario,
+        "scenarios:\n  ramp:\n    executor: ramping-vus\n    startVUs: 0\n    gracefulRampDown: 1s\n    stages:\n      - {duration: 1s, target: 4}\n      - {duration: 2s, target: 4}\n  rate:\n    executor: constant-arrival-rate\n    rate: 100\n    timeUnit: 1s\n    duration: 3s\n    preAllocatedVUs: 3\n",
+    )
+    .unwrap();
+    let mut a = args(&format!("http://{}/slow/20", srv.addr), dir.path());
+    a.scenario = Some(scenario);
+    a.vu_threads = Some(2);
+    let o = session::run(a, Stops::default()).await.unwrap();
+    let s = &o.summaries[0];
+    assert_eq!(metric(s, "http_req_failed", "rate"), 0.0);
+    assert_eq!(metric(s, "vus_max", "max"), 7.0);
+    assert!(metric(s, "vus", "max") >= 4.0);
+    assert!(s.value("dropped_iterations", "count").unwrap_or(0.0) == 0.0);
+    // iterations per scenario, from the summary's series
+    let per_scenario = |name: &str| -> f64 {
+        s.series
+            .iter()
+            .filter(|x| x.metric == "iterations" && x.tags.scenario.as_deref() == Some(name))
+            .map(|x| match x.data.to_agg() {
+                Ok(novaload::metrics::Agg::Counter { sum }) => sum,
+                other => panic!("{other:?}"),
+            })
+            .sum()
+    };
+    let rate = per_scenario("rate");
+    assert!(
+        (294.0..=300.0).contains(&rate),
+        "{rate} arrival-rate iterations"
+    );
+    // 0→4 VUs over 1 s, then 4 for 2 s: ~10 VU-seconds at up to ~45 iterations/s each
+    let ramp = per_scenario("ramp");
+    assert!((200.0..600.0).contains(&ramp), "{ramp} ramp iterations");
+}

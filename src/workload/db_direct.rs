@@ -907,8 +907,7 @@ impl DbDirectWorkload {
 
     /// Creates the schema when `vms` is missing. A failure here (no connection, no rights) is a
     /// setup error: nothing could run.
-    async fn ensure_schema(&self) -> anyhow::Result<()> {
-        let pool = self.pool();
+    async fn ensure_schema(&self, pool: &PgPool) -> anyhow::Result<()> {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('vms') IS NOT NULL")
             .fetch_one(pool)
             .await
@@ -923,25 +922,22 @@ impl DbDirectWorkload {
     }
 
     /// Inserts `seed-vm-0..n-1` unless present; returns how many were new.
-    async fn seed(&self) -> Result<u64, sqlx::Error> {
+    async fn seed(&self, pool: &PgPool) -> Result<u64, sqlx::Error> {
         sqlx::query(sql::SEED)
             .bind(i64::from(self.seed_vms))
             .bind(chrono::Utc::now().timestamp_millis())
-            .execute(self.pool())
+            .execute(pool)
             .await
             .map(|d| d.rows_affected())
     }
-}
 
-impl Workload for DbDirectWorkload {
-    /// Schema problems fail the setup (redacted); a failed seed is only a warning, as in api
-    /// mode: the iterations then show what does not work.
-    async fn setup(&self, vu: &mut Vu) -> anyhow::Result<()> {
-        if let Err(e) = self.ensure_schema().await {
+    /// Setup's work on its own pool: schema, then seed VMs.
+    async fn setup_on(&self, vu: &Vu, pool: &PgPool) -> anyhow::Result<()> {
+        if let Err(e) = self.ensure_schema(pool).await {
             return Err(anyhow::anyhow!(self.redact(&format!("{e:#}"))));
         }
         let started = Instant::now();
-        let r = self.seed().await;
+        let r = self.seed(pool).await;
         vu.tel.record_db(
             &vu.labels,
             "postgresql",
@@ -965,6 +961,22 @@ impl Workload for DbDirectWorkload {
             ),
         }
         Ok(())
+    }
+}
+
+impl Workload for DbDirectWorkload {
+    /// Schema problems fail the setup (redacted); a failed seed is only a warning, as in api
+    /// mode: the iterations then show what does not work.
+    ///
+    /// Setup has a connection of its own, closed at its end: the pool's connections are opened
+    /// by the VUs on their own threads ([`crate::vu_threads`]), where their sockets are polled.
+    async fn setup(&self, vu: &mut Vu) -> anyhow::Result<()> {
+        let setup_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(self.options.clone());
+        let r = self.setup_on(vu, &setup_pool).await;
+        setup_pool.close().await;
+        r
     }
 
     async fn iteration(&self, vu: &mut Vu) {
