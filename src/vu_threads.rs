@@ -25,23 +25,23 @@ impl VuThreads {
     /// `n` threads (at least one). When the OS refuses a thread, the VUs run on the calling
     /// runtime instead (slower, but the run goes on). Call from within a runtime.
     pub fn start(n: usize) -> Self {
-        let mut threads = Self {
-            handles: Vec::with_capacity(n.max(1)),
-            next: AtomicUsize::new(0),
-            done: CancellationToken::new(),
-        };
+        let mut threads = Self::on(Vec::with_capacity(n.max(1)));
         for i in 0..n.max(1) {
             if let Err(e) = threads.start_one(i) {
                 tracing::warn!(error = %e, "cannot start the VU threads; VUs share the main runtime");
                 // the threads already started end when `threads` is dropped
-                return Self {
-                    handles: vec![Handle::current()],
-                    next: AtomicUsize::new(0),
-                    done: CancellationToken::new(),
-                };
+                return Self::on(vec![Handle::current()]);
             }
         }
         threads
+    }
+
+    fn on(handles: Vec<Handle>) -> Self {
+        Self {
+            handles,
+            next: AtomicUsize::new(0),
+            done: CancellationToken::new(),
+        }
     }
 
     fn start_one(&mut self, i: usize) -> std::io::Result<()> {

@@ -285,7 +285,8 @@ const NOT_RUN: f64 = f64::NAN;
 type PgQuery = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
 
 impl DbDirectWorkload {
-    /// Validates the URL; the pool connects lazily (in setup or the first iteration).
+    /// Validates the URL; the pool connects lazily, on the VUs' first statements (setup has a
+    /// connection of its own).
     pub fn new(pool_url: &str, pool_size: u32, registry: &mut Registry) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(pool_url)
             .map_err(|e| {
