@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Protocol,
     /// A database error (direct mode).
     Database,
+    /// A redirect loop, or more hops than `--max-redirects` allows.
+    Redirect,
     /// A check failed while the transport worked.
     Check,
     /// The operation was cut short by the end of the run.
@@ -30,7 +32,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Tls,
@@ -38,6 +40,7 @@ impl ErrorKind {
         ErrorKind::Body,
         ErrorKind::Protocol,
         ErrorKind::Database,
+        ErrorKind::Redirect,
         ErrorKind::Check,
         ErrorKind::Interrupted,
         ErrorKind::Other,
@@ -52,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Body => "body",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Database => "database",
+            ErrorKind::Redirect => "redirect",
             ErrorKind::Check => "check",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Other => "other",

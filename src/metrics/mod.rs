@@ -6,10 +6,12 @@
 //! can be answered exactly by merging the matching series.
 
 mod agg;
+pub mod reasons;
 mod recorder;
 mod trend;
 
 pub use agg::{Agg, MetricValues};
+pub use reasons::ErrorReasons;
 pub use recorder::{FxHasher, Recorder, SecondSnapshot, Snapshot, thread_index};
 pub use trend::Trend;
 

@@ -2,7 +2,8 @@
 //! shard's mutex is uncontended except for the once-a-second time-series sweep), and the run
 //! merges all shards once at the end.
 
-use super::{Agg, MetricId, MetricKind, Registry, Tags};
+use super::{Agg, ErrorReasons, MetricId, MetricKind, Registry, Tags};
+use crate::error::ErrorKind;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,8 @@ struct Shard {
     series: HashMap<Tags, Vec<Option<Agg>>, FxBuild>,
     /// Aggregates of the current second, per metric (tags ignored), swapped out by the sweep.
     second: Vec<Option<Agg>>,
+    /// Failure messages by error kind (bounded; see [`ErrorReasons`]).
+    reasons: ErrorReasons,
 }
 
 impl Shard {
@@ -86,6 +89,7 @@ impl Shard {
         Self {
             series: HashMap::default(),
             second: (0..n).map(|_| None).collect(),
+            reasons: ErrorReasons::default(),
         }
     }
 }
@@ -178,6 +182,12 @@ impl Recorder {
         }
     }
 
+    /// Counts one failure message under its kind (the summary's "why it failed"). Call it
+    /// once per failed operation, next to the sample that carries the operation's `error_kind`.
+    pub fn record_reason(&self, kind: ErrorKind, message: &str) {
+        self.shard().reasons.add(kind, message);
+    }
+
     /// Takes the per-second aggregates accumulated since the last call (the time-series sweep).
     pub fn take_second(&self) -> SecondSnapshot {
         let mut merged: Vec<Option<Agg>> = (0..self.kinds.len()).map(|_| None).collect();
@@ -208,8 +218,10 @@ impl Recorder {
     /// Merges every shard into one snapshot (end of run, or a live summary).
     pub fn snapshot(&self) -> Snapshot {
         let mut series: BTreeMap<(MetricId, Tags), Agg> = BTreeMap::new();
+        let mut reasons = ErrorReasons::default();
         for shard in &self.shards {
             let s = shard.lock().unwrap_or_else(|e| e.into_inner());
+            reasons.merge(&s.reasons);
             for (tags, slots) in &s.series {
                 for (i, agg) in slots.iter().enumerate() {
                     let Some(agg) = agg else { continue };
@@ -226,6 +238,7 @@ impl Recorder {
         Snapshot {
             registry: self.registry.clone(),
             series,
+            reasons,
         }
     }
 }
@@ -235,6 +248,8 @@ impl Recorder {
 pub struct Snapshot {
     pub registry: Arc<Registry>,
     pub series: BTreeMap<(MetricId, Tags), Agg>,
+    /// Failure messages by error kind, merged over the shards.
+    pub reasons: ErrorReasons,
 }
 
 impl Snapshot {

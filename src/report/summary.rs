@@ -2,7 +2,7 @@
 //! (`<test>_summary.json`, schema_version 1). Percentiles are derived from serialized HDR
 //! histograms, so summaries of shards merge exactly.
 
-use crate::metrics::{Agg, Contains, MetricKind, MetricValues, Snapshot, Tags, Trend};
+use crate::metrics::{Agg, Contains, ErrorReasons, MetricKind, MetricValues, Snapshot, Tags, Trend};
 use crate::telemetry::TelemetryReport;
 use crate::thresholds::{Threshold, ThresholdResult};
 use serde::{Deserialize, Serialize};
@@ -206,6 +206,9 @@ pub struct Summary {
     /// Failed operations by error kind: HTTP requests and direct-mode database statements
     /// (the samples of [`OPERATION_COUNTERS`] tagged with an `error_kind`).
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Why they failed: per error kind, the distinct messages with counts (bounded, redacted).
+    #[serde(default, skip_serializing_if = "ErrorReasons::is_empty")]
+    pub error_reasons: ErrorReasons,
     pub interrupted_iterations: u64,
     pub run_errors: Vec<String>,
     pub notes: Vec<String>,
@@ -263,6 +266,7 @@ impl Summary {
             thresholds: Vec::new(),
             threshold_defs: meta.thresholds,
             errors_by_kind: BTreeMap::new(),
+            error_reasons: snap.reasons.clone(),
             interrupted_iterations: meta.interrupted_iterations,
             run_errors: meta.run_errors,
             notes: meta.notes,
