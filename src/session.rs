@@ -1115,6 +1115,7 @@ fn summarize(p: &TestPlan, o: &RunOutcome, run_id: &str, profile: &str) -> Summa
     };
     let meta = SummaryMeta {
         run_id: run_id.to_string(),
+        run_id_generated: false,
         test: p.test.clone(),
         profile: profile.to_string(),
         target: p.target.clone(),

@@ -66,6 +66,7 @@ fn summary() -> Summary {
         &snap,
         SummaryMeta {
             run_id: "snapshot".into(),
+            run_id_generated: false,
             test: "api".into(),
             profile: "smoke".into(),
             target: "http://127.0.0.1:8080".into(),

@@ -183,6 +183,10 @@ pub struct Summary {
     pub schema_version: u32,
     pub novaload_version: String,
     pub run_id: String,
+    /// True when novaload made the run id up (no `--run-id`/`NOVALOAD_RUN_ID`): shards of one
+    /// distributed run started without a shared id then differ only in it.
+    #[serde(default)]
+    pub run_id_generated: bool,
     pub test: String,
     pub profile: String,
     /// Where the load went (base URL or URL), never with credentials.
@@ -220,6 +224,7 @@ pub struct Summary {
 /// Inputs a summary is built from besides the snapshot.
 pub struct SummaryMeta {
     pub run_id: String,
+    pub run_id_generated: bool,
     pub test: String,
     pub profile: String,
     pub target: String,
@@ -251,6 +256,7 @@ impl Summary {
             schema_version: SCHEMA_VERSION,
             novaload_version: env!("CARGO_PKG_VERSION").to_string(),
             run_id: meta.run_id,
+            run_id_generated: meta.run_id_generated,
             test: meta.test,
             profile: meta.profile,
             target: meta.target,
@@ -474,6 +480,7 @@ mod tests {
             &rec.snapshot(),
             SummaryMeta {
                 run_id: "t".into(),
+                run_id_generated: false,
                 test: "database".into(),
                 profile: "smoke".into(),
                 target: String::new(),
