@@ -148,6 +148,19 @@ impl Options {
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
+        // An empty file parses as "no options" in YAML and TOML, which would run k6's default
+        // of one iteration and pass: a truncated or wrong file must not look like a test.
+        let meaningful = text.lines().any(|l| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with('#') && !l.starts_with("//")
+        });
+        if !meaningful {
+            return Err(ConfigError::new(
+                field,
+                "the file is empty (or holds only comments)",
+                "give a k6 options object, e.g. {\"vus\": 10, \"duration\": \"30s\"} or a scenarios map",
+            ));
+        }
         let parsed: Result<Options, String> = match ext.as_str() {
             "json" => serde_json::from_str(&text).map_err(|e| e.to_string()),
             "yaml" | "yml" => serde_yaml::from_str(&text).map_err(|e| e.to_string()),
@@ -393,6 +406,7 @@ pub fn scenario_from_spec(name: &str, s: &ScenarioSpec) -> Result<Scenario, Conf
             ));
         }
     };
+    reject_zero_length(&executor, &f)?;
     if let Executor::ConstantArrivalRate { time_unit, .. }
     | Executor::RampingArrivalRate { time_unit, .. } = &executor
         && time_unit.is_zero()
@@ -410,6 +424,37 @@ pub fn scenario_from_spec(name: &str, s: &ScenarioSpec) -> Result<Scenario, Conf
         executor,
         tags: s.tags.clone(),
     })
+}
+
+/// A scenario whose schedule lasts no time would run nothing (or one iteration) and pass:
+/// refuse it, naming the field that made it zero.
+fn reject_zero_length(executor: &Executor, f: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let (field, fix) = match executor {
+        Executor::ConstantVus { duration, .. } | Executor::ConstantArrivalRate { duration, .. }
+            if duration.is_zero() =>
+        {
+            ("duration", "give a positive duration, e.g. 30s")
+        }
+        Executor::RampingVus { stages, .. } | Executor::RampingArrivalRate { stages, .. }
+            if stages.iter().all(|s| s.duration.is_zero()) =>
+        {
+            (
+                "stages",
+                "give at least one stage a positive duration, e.g. {duration: 30s, target: 10}",
+            )
+        }
+        Executor::PerVuIterations { max_duration, .. }
+        | Executor::SharedIterations { max_duration, .. }
+            if max_duration.is_zero() =>
+        {
+            (
+                "maxDuration",
+                "give a positive maxDuration, or omit it (10m)",
+            )
+        }
+        _ => return Ok(()),
+    };
+    Err(ConfigError::new(f(field), "the schedule lasts 0 s", fix))
 }
 
 /// Renders a scenario back to a k6 spec (for the summary's metadata).

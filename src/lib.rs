@@ -42,6 +42,9 @@ pub mod exit {
 pub async fn run(cli: cli::Cli) -> i32 {
     match cli.command {
         cli::Command::Run(args) => {
+            if let Err(e) = session::check_capacity(&args) {
+                return report_error(&anyhow::Error::new(e));
+            }
             let stops = session::Stops::from_signals();
             let outcome = match distributed::local_workers(&args) {
                 Some(n) => distributed::run_local(*args, n, stops).await,

@@ -147,6 +147,65 @@ struct Shared<W> {
     segment: Option<Arc<SegmentPlan>>,
     /// The threads VUs run on with `--vu-threads`; none: the calling runtime.
     vu_threads: Option<VuThreads>,
+    /// Iterations (or VU tasks) that panicked, and the first distinct messages: a panic is a
+    /// bug, so it is a run error (❌ FAIL) with its message, never a silently missing VU.
+    panics: Panics,
+}
+
+/// Panics caught in VU code: counted, with the first few distinct messages kept.
+#[derive(Default)]
+pub(crate) struct Panics {
+    count: AtomicU64,
+    messages: std::sync::Mutex<Vec<String>>,
+}
+
+impl Panics {
+    /// Distinct panic messages kept for the summary.
+    const KEPT: usize = 5;
+
+    fn record(&self, what: &str, payload: &(dyn std::any::Any + Send)) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let message = panic_message(payload);
+        let line = format!("{what} panicked: {message}");
+        let mut kept = self.messages.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < Self::KEPT && !kept.contains(&line) {
+            kept.push(line);
+        }
+    }
+
+    /// The run errors to report: one line per kept message, and the total.
+    fn run_errors(&self) -> Vec<String> {
+        let n = self.count.load(Ordering::Relaxed);
+        if n == 0 {
+            return Vec::new();
+        }
+        let kept = self.messages.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = vec![format!(
+            "{n} VU panic(s): a bug in novaload, not in the system under test — please report it with the lines below"
+        )];
+        out.extend(kept.iter().cloned());
+        out
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a non-text panic payload)".to_string()
+    }
+}
+
+/// Runs `fut`, turning a panic inside it into `Err(payload)` instead of unwinding into the
+/// caller (the runner's own task, or the main thread for setup and teardown).
+async fn catch_panic<F: std::future::Future>(
+    fut: F,
+) -> Result<F::Output, Box<dyn std::any::Any + Send>> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(fut).catch_unwind().await
 }
 
 impl<W: Workload> Shared<W> {
@@ -196,7 +255,8 @@ impl<W: Workload> Shared<W> {
     }
 
     /// Runs one iteration until it ends, `deadline` passes, or the hard stop. Returns whether
-    /// it completed.
+    /// the VU may run another: false after a panic (the VU's state is unknown, so it stops;
+    /// the panic is a run error).
     async fn iteration(
         &self,
         vu: &mut Vu,
@@ -214,10 +274,18 @@ impl<W: Workload> Shared<W> {
             .take()
             .unwrap_or_else(|| IterationTimers::new(&self.hard));
         timers.set_deadline(deadline);
+        let mut panicked = false;
         let completed = {
-            let fut = self.workload.iteration(vu);
+            let fut = catch_panic(self.workload.iteration(vu));
             tokio::select! {
-                _ = fut => true,
+                r = fut => match r {
+                    Ok(()) => true,
+                    Err(payload) => {
+                        self.panics.record("an iteration", payload.as_ref());
+                        panicked = true;
+                        false
+                    }
+                },
                 _ = timers.deadline.as_mut() => false,
                 _ = timers.stopped.as_mut() => false,
             }
@@ -247,6 +315,11 @@ impl<W: Workload> Shared<W> {
             if let Some(s) = span {
                 s.end(None);
             }
+        } else if panicked {
+            vu.http.reset();
+            if let Some(s) = span {
+                s.end(Some("iteration panicked"));
+            }
         } else {
             self.interrupted_iterations.fetch_add(1, Ordering::Relaxed);
             // the connection may be mid-request: start clean next time
@@ -256,7 +329,18 @@ impl<W: Workload> Shared<W> {
             }
         }
         vu.intended_start = None;
-        completed
+        !panicked
+    }
+
+    /// Counts VU tasks that died outside an iteration (a panic in the runner's own VU code).
+    fn record_task_panics(&self, results: Vec<Result<(), tokio::task::JoinError>>) {
+        for r in results {
+            if let Err(e) = r
+                && e.is_panic()
+            {
+                self.panics.record("a VU task", e.into_panic().as_ref());
+            }
+        }
     }
 }
 
@@ -289,6 +373,7 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
         interrupted_iterations: AtomicU64::new(0),
         segment: params.segment.clone(),
         vu_threads: (params.vu_threads > 0).then(|| VuThreads::start(params.vu_threads)),
+        panics: Panics::default(),
     });
     let mut errors = Vec::new();
     let setup_scenario: Arc<str> = Arc::from("setup");
@@ -306,21 +391,28 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
         shared.settings.clone(),
         shared.hard.clone(),
     );
-    let setup_ok =
-        match tokio::time::timeout(params.setup_timeout, shared.workload.setup(&mut vu0)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                errors.push(format!("setup failed: {e:#}"));
-                false
-            }
-            Err(_) => {
-                errors.push(format!(
-                    "setup timed out after {}",
-                    humantime::format_duration(params.setup_timeout)
-                ));
-                false
-            }
-        };
+    let setup = catch_panic(shared.workload.setup(&mut vu0));
+    let setup_ok = match tokio::time::timeout(params.setup_timeout, setup).await {
+        Ok(Ok(Ok(()))) => true,
+        Ok(Ok(Err(e))) => {
+            errors.push(format!("setup failed: {e:#}"));
+            false
+        }
+        Ok(Err(payload)) => {
+            errors.push(format!(
+                "setup panicked: {} (a bug in novaload; please report it)",
+                panic_message(payload.as_ref())
+            ));
+            false
+        }
+        Err(_) => {
+            errors.push(format!(
+                "setup timed out after {}",
+                humantime::format_duration(params.setup_timeout)
+            ));
+            false
+        }
+    };
 
     let run_start = tokio::time::Instant::now();
     let max_vus: u64 = params
@@ -454,12 +546,12 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
         }
         // Bound the whole run by its plan: nothing outlives schedule + graceful stop.
         let all = futures_util::future::join_all(tasks);
-        if tokio::time::timeout(total_planned + Duration::from_secs(5), all)
-            .await
-            .is_err()
-        {
-            shared.hard.cancel();
-            errors.push("scenarios overran their schedule plus gracefulStop; stopped".into());
+        match tokio::time::timeout(total_planned + Duration::from_secs(5), all).await {
+            Ok(results) => shared.record_task_panics(results),
+            Err(_) => {
+                shared.hard.cancel();
+                errors.push("scenarios overran their schedule plus gracefulStop; stopped".into());
+            }
         }
     }
     let duration = run_start.elapsed();
@@ -480,11 +572,14 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
             shared.settings.clone(),
             params.kill.child_token(),
         );
-        match tokio::time::timeout(params.teardown_timeout, shared.workload.teardown(&mut vu0))
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(format!("teardown failed: {e:#}")),
+        let teardown = catch_panic(shared.workload.teardown(&mut vu0));
+        match tokio::time::timeout(params.teardown_timeout, teardown).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => errors.push(format!("teardown failed: {e:#}")),
+            Ok(Err(payload)) => errors.push(format!(
+                "teardown panicked: {} (a bug in novaload; please report it)",
+                panic_message(payload.as_ref())
+            )),
             Err(_) => errors.push(format!(
                 "teardown timed out after {}",
                 humantime::format_duration(params.teardown_timeout)
@@ -492,6 +587,7 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
         }
     }
 
+    errors.extend(shared.panics.run_errors());
     let aborted_by = aborted_by.lock().unwrap_or_else(|e| e.into_inner()).clone();
     // the run is over: release the `stopping` watcher task
     shared.stop_new.cancel();
@@ -556,14 +652,18 @@ async fn run_scenario<W: Workload>(
                         shared.active_vus.fetch_add(1, Ordering::Relaxed);
                         // the last interval ends with the scenario: gracefulStop applies, else gracefulRampDown
                         let deadline = if to >= end { stop_deadline } else { to + grd };
-                        while tokio::time::Instant::now() < to && !shared.is_stopping() {
-                            shared.iteration(vu, Some(deadline), None).await;
+                        let mut alive = true;
+                        while alive && tokio::time::Instant::now() < to && !shared.is_stopping() {
+                            alive = shared.iteration(vu, Some(deadline), None).await;
                         }
                         shared.active_vus.fetch_sub(1, Ordering::Relaxed);
+                        if !alive {
+                            return;
+                        }
                     }
                 }));
             }
-            futures_util::future::join_all(tasks).await;
+            shared.record_task_panics(futures_util::future::join_all(tasks).await);
         }
         Executor::ConstantVus { vus, .. } => {
             let vus = shared.share(*vus);
@@ -655,13 +755,16 @@ async fn looping_vus<W: Workload>(
             shared.active_vus.fetch_add(1, Ordering::Relaxed);
             let mut done = 0;
             while tokio::time::Instant::now() < end && !shared.is_stopping() && limit.take(done) {
-                shared.iteration(&mut vu, Some(deadline), None).await;
+                let alive = shared.iteration(&mut vu, Some(deadline), None).await;
                 done += 1;
+                if !alive {
+                    break;
+                }
             }
             shared.active_vus.fetch_sub(1, Ordering::Relaxed);
         }));
     }
-    futures_util::future::join_all(tasks).await;
+    shared.record_task_panics(futures_util::future::join_all(tasks).await);
 }
 
 /// How long a start may wait for a free VU before it is dropped.
@@ -728,10 +831,13 @@ async fn arrival_rate<W: Workload>(
                 }
                 let vu = vu.get_or_insert_with(|| shared.new_vu(&name));
                 shared.active_vus.fetch_add(1, Ordering::Relaxed);
-                shared
+                let alive = shared
                     .iteration(vu, Some(stop_deadline), Some(intended))
                     .await;
                 shared.active_vus.fetch_sub(1, Ordering::Relaxed);
+                if !alive {
+                    break;
+                }
             }
         })
     };
@@ -771,5 +877,87 @@ async fn arrival_rate<W: Workload>(
         }
     }
     drop(tx);
-    futures_util::future::join_all(tasks).await;
+    // The scenario lasts its scheduled window, not until its last arrival: rates are over the
+    // window (`--rate 0.5 --duration 2s` is 0.5/s, not one iteration over its own 2 ms).
+    tokio::select! {
+        _ = sleep_until(end) => {}
+        _ = shared.stop_new.cancelled() => {}
+    }
+    shared.record_task_panics(futures_util::future::join_all(tasks).await);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Executor, Scenario};
+    use crate::workload::Vu;
+
+    /// Panics in VU 1's second iteration and, when asked, in setup; every other iteration
+    /// completes at once.
+    struct Panicky {
+        in_setup: bool,
+    }
+
+    impl Workload for Panicky {
+        async fn setup(&self, _vu: &mut Vu) -> anyhow::Result<()> {
+            if self.in_setup {
+                panic!("setup exploded");
+            }
+            Ok(())
+        }
+        async fn iteration(&self, vu: &mut Vu) {
+            if vu.id == 1 && vu.iteration == 2 {
+                panic!("chunk size overflow in VU {}", vu.id);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn two_vus_five_iterations() -> TestRun {
+        let sc = Scenario::new(
+            "default",
+            Executor::PerVuIterations {
+                vus: 2,
+                iterations: 5,
+                max_duration: Duration::from_secs(10),
+            },
+        );
+        TestRun::new("t", "r", vec![sc], Registry::new(), Telemetry::disabled())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_iteration_is_a_run_error_with_its_message_and_stops_only_its_vu() {
+        let o = run(
+            Arc::new(Panicky { in_setup: false }),
+            two_vus_five_iterations(),
+        )
+        .await;
+        let iterations = o.snapshot.metric(builtin::ITERATIONS).values(1.0);
+        // VU 2 runs its 5; VU 1 completes 1, then panics and stops
+        assert_eq!(iterations.get("count"), Some(6.0));
+        assert!(o.errors[0].starts_with("1 VU panic(s)"), "{:?}", o.errors);
+        assert!(
+            o.errors
+                .iter()
+                .any(|e| e == "an iteration panicked: chunk size overflow in VU 1"),
+            "{:?}",
+            o.errors
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_setup_is_a_run_error_not_the_callers_panic() {
+        let o = run(
+            Arc::new(Panicky { in_setup: true }),
+            two_vus_five_iterations(),
+        )
+        .await;
+        assert_eq!(
+            o.errors,
+            vec![
+                "setup panicked: setup exploded (a bug in novaload; please report it)".to_string()
+            ]
+        );
+        assert_eq!(o.snapshot.metric(builtin::ITERATIONS).samples(), 0);
+    }
 }

@@ -144,8 +144,14 @@ fn parse_stage(s: &str) -> Result<StageSpec, ConfigError> {
 /// on top of file options. Any of them replaces the scenarios, as in k6.
 pub fn apply_overrides(mut o: Options, a: &RunArgs) -> Result<Options, ConfigError> {
     // validate flags here so errors name the flag, not the scenario field it becomes
-    if let Some(d) = &a.duration {
-        config::parse_duration(d, "--duration")?;
+    if let Some(d) = &a.duration
+        && config::parse_duration(d, "--duration")?.is_zero()
+    {
+        return Err(ConfigError::new(
+            "--duration",
+            format!("'{d}' is 0 s: the run would measure nothing"),
+            "give a positive duration, e.g. --duration 30s",
+        ));
     }
     if a.vus == Some(0) {
         return Err(ConfigError::new(
@@ -166,6 +172,17 @@ pub fn apply_overrides(mut o: Options, a: &RunArgs) -> Result<Options, ConfigErr
         .iter()
         .map(|s| parse_stage(s))
         .collect::<Result<Vec<_>, _>>()?;
+    if !stages.is_empty()
+        && stages
+            .iter()
+            .all(|s| config::parse_duration(&s.duration, "--stage").is_ok_and(|d| d.is_zero()))
+    {
+        return Err(ConfigError::new(
+            "--stage",
+            "the stages add up to 0 s: the run would measure nothing",
+            "give at least one stage a positive duration, e.g. --stage 30s:10",
+        ));
+    }
     if let Some(rate) = a.rate {
         if rate <= 0.0 || !rate.is_finite() {
             return Err(ConfigError::new(
@@ -274,6 +291,9 @@ fn parse_header(h: &str) -> Result<(http::HeaderName, http::HeaderValue), Config
     Ok((name, value))
 }
 
+/// Quick mode's default critical threshold on `http_req_failed` (README: Quick mode).
+pub const QUICK_MODE_FAILED_THRESHOLD: &str = "rate<0.01";
+
 /// The quick-mode plan (`--url`).
 fn url_plan(a: &RunArgs, url_s: &str) -> Result<TestPlan, ConfigError> {
     let url = url::Url::parse(url_s).map_err(|e| {
@@ -332,8 +352,22 @@ fn url_plan(a: &RunArgs, url_s: &str) -> Result<TestPlan, ConfigError> {
     }
     let options = apply_overrides(options, a)?;
     let registry = Registry::new();
-    let thresholds = build_thresholds(&options, &a.thresholds, &registry)?;
+    let mut thresholds = build_thresholds(&options, &a.thresholds, &registry)?;
     let mut notes = Vec::new();
+    // Like oha, quick mode has no script to say what "good" is; unlike a bare oha run, a
+    // verdict must not be PASS when every request failed. The user's own threshold on
+    // http_req_failed (flag or file) replaces this one.
+    if !thresholds.iter().any(|t| t.metric == "http_req_failed") {
+        thresholds.push(thresholds::build(
+            "http_req_failed",
+            &ThresholdSpec::plain(QUICK_MODE_FAILED_THRESHOLD),
+            &registry,
+        )?);
+        notes.push(format!(
+            "default threshold http_req_failed {QUICK_MODE_FAILED_THRESHOLD} (quick mode); \
+             replace it with --threshold 'http_req_failed=…'"
+        ));
+    }
     for k in options.ignored_keys() {
         notes.push(format!(
             "option `{k}` in the scenario file is not used by novaload"
@@ -356,6 +390,114 @@ fn url_plan(a: &RunArgs, url_s: &str) -> Result<TestPlan, ConfigError> {
         workload: WorkloadKind::Url(Arc::new(UrlWorkload::new(method, url, headers, body))),
         per_second: Vec::new(),
     })
+}
+
+/// What one VU costs in memory, measured (docs/PERFORMANCE.md): a quick-mode or WebSocket VU
+/// ~11 KiB, a REST workload VU up to ~240 KiB. Rounded up: the check refuses runs that cannot
+/// fit, it does not promise that a run near the ceiling fits.
+fn bytes_per_vu(test: &str) -> u64 {
+    match test {
+        "url" | "ws" => 16 * 1024,
+        _ => 256 * 1024,
+    }
+}
+
+/// Refuses, before anything starts, a run whose VUs cannot fit: more VUs in one process than
+/// its open-files limit allows (each VU keeps a connection), or more VU memory than this
+/// machine has available. Without this, `--vus 1000000000` allocated 15 GiB of task handles
+/// before failing. Called for every `novaload run`, before local workers are chosen.
+pub fn check_capacity(a: &RunArgs) -> Result<(), ConfigError> {
+    let plans = plan(a, None)?;
+    let segment = crate::distributed::segment_from_args(a)?;
+    let parallel =
+        plans.len() > 1 && (a.parallel || a.profile.as_deref().unwrap_or("smoke") == "smoke");
+    let peaks: Vec<(u64, u64)> = plans
+        .iter()
+        .map(|p| {
+            let vus: u64 = p
+                .scenarios
+                .iter()
+                .map(|s| s.executor.max_vus())
+                .fold(0u64, u64::saturating_add);
+            let vus = segment.as_ref().map_or(vus, |s| s.scale(vus));
+            (vus, vus.saturating_mul(bytes_per_vu(&p.test)))
+        })
+        .collect();
+    let (vus, bytes) = if parallel {
+        peaks.iter().fold((0u64, 0u64), |(v, b), (pv, pb)| {
+            (v.saturating_add(*pv), b.saturating_add(*pb))
+        })
+    } else {
+        peaks
+            .iter()
+            .copied()
+            .max_by_key(|(_, b)| *b)
+            .unwrap_or((0, 0))
+    };
+    let field = vu_field(a);
+    if let Some(available) = available_memory_bytes()
+        && bytes > available
+    {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{vus} VUs need about {} of memory; this machine has {} available",
+                human_bytes(bytes),
+                human_bytes(available)
+            ),
+            "use fewer VUs, or spread the run over machines with --segment i/N (one per machine, then novaload merge)",
+        ));
+    }
+    // Past one process's open files the ws test starts local workers by itself; every other
+    // test needs them asked for.
+    let ws_spreads_itself = matches!(a.test, Some(TestName::Ws)) && a.url.is_none();
+    let workers = a.local_workers.unwrap_or(1).max(1);
+    let per_process = crate::distributed::max_connections_per_process();
+    if !ws_spreads_itself && vus.div_ceil(workers) > per_process {
+        let needed = vus.div_ceil(per_process);
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{vus} VUs in {workers} process(es), but one process can hold about {per_process} (its open-files limit: each VU keeps a connection)"
+            ),
+            format!(
+                "spread them with --local-workers {needed} (processes on this machine) or --segment i/N on several machines"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The flag a user would change to lower the VU count.
+fn vu_field(a: &RunArgs) -> String {
+    if a.rate.is_some() && (a.max_vus.is_some() || a.vus.is_some()) {
+        "--vus/--max-vus".into()
+    } else if a.vus.is_some() {
+        "--vus".into()
+    } else if !a.stages.is_empty() {
+        "--stage".into()
+    } else if let Some(p) = &a.scenario {
+        format!("--scenario {}", p.display())
+    } else {
+        format!("--profile {}", a.profile.as_deref().unwrap_or("smoke"))
+    }
+}
+
+/// `MemAvailable` of /proc/meminfo (None where there is none).
+fn available_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+fn human_bytes(b: u64) -> String {
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    if b as f64 >= GIB {
+        format!("{:.1} GiB", b as f64 / GIB)
+    } else {
+        format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
+    }
 }
 
 /// Checks the target accepts TCP connections before any file is written, so a typo'd URL is

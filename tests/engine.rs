@@ -143,6 +143,27 @@ async fn arrival_rate_is_accurate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrival_rates_are_over_the_scheduled_window_not_the_last_arrival() {
+    let srv = http_server::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 0.5/s for 2 s is one arrival at 0 s: the rate is 0.5/s, not 1 over the iteration's 2 ms
+    let mut a = args(&format!("http://{}/", srv.addr), dir.path());
+    a.rate = Some(0.5);
+    a.duration = Some("2s".into());
+    a.vus = Some(1);
+    let o = session::run(a, Stops::default()).await.unwrap();
+    let s = &o.summaries[0];
+    assert_eq!(metric(s, "iterations", "count"), 1.0);
+    assert!(
+        (1.95..2.5).contains(&s.duration_s),
+        "the run lasts its window: {} s",
+        s.duration_s
+    );
+    let rate = metric(s, "iterations", "rate");
+    assert!((0.4..=0.52).contains(&rate), "iterations/s {rate}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrected_latency_does_not_charge_the_dispatcher_timer() {
     // 1,500/s (starts 0.67 ms apart, off tokio's millisecond timer ticks) against an idle
     // server: a corrected sample is the raw one plus the pickup, not plus the timer's lateness
