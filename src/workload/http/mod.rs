@@ -1,124 +1,29 @@
 //! The HTTP client each VU owns: one keep-alive HTTP/1.1 connection (reconnecting as needed),
-//! plain TCP or rustls TLS, with k6's timing breakdown. Its own small HTTP/1.1 codec (httparse
-//! for the response head) rather than reqwest or hyper's client: reqwest hides connect/TLS/
-//! first-byte times and adds a shared pool to the hot path, and hyper's client runs each
-//! connection in a second task the request and response cross by channel.
+//! plain TCP or rustls TLS, with k6's timing breakdown. Its own small HTTP/1.1 codec
+//! ([`codec`]: httparse for the response head, a sans-IO body decoder) rather than reqwest or
+//! hyper's client: reqwest hides connect/TLS/first-byte times and adds a shared pool to the hot
+//! path, and hyper's client runs each connection in a second task the request and response
+//! cross by channel.
+//!
+//! Owning the codec means owning its robustness against any server: no panic on any bytes,
+//! no allocation of what a header claims, a timeout that is a deadline for the whole request,
+//! and at most [`HttpClient::body_limit`] body bytes kept.
+
+mod codec;
+mod tls;
+
+pub use tls::TlsSettings;
 
 use crate::error::ErrorKind;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use codec::{Decoded, INLINE_BODY, READ_CHUNK, ResponseDecoder, encode_request};
 use http::{HeaderName, HeaderValue, Method};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-
-/// TLS settings shared by all VUs.
-#[derive(Clone)]
-pub struct TlsSettings {
-    connector: tokio_rustls::TlsConnector,
-    config: Arc<rustls::ClientConfig>,
-}
-
-impl TlsSettings {
-    /// Web PKI roots, plus `cacert` (PEM) if given; `insecure` skips verification like k6's
-    /// `--insecure-skip-tls-verify`.
-    pub fn new(cacert: Option<&std::path::Path>, insecure: bool) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?;
-        let config = if insecure {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-                .with_no_client_auth()
-        } else {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            if let Some(path) = cacert {
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("--cacert {}: cannot read", path.display()))?;
-                let mut added = 0;
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let cert = cert.with_context(|| {
-                        format!("--cacert {}: not a PEM certificate", path.display())
-                    })?;
-                    roots.add(cert).with_context(|| {
-                        format!("--cacert {}: unusable certificate", path.display())
-                    })?;
-                    added += 1;
-                }
-                anyhow::ensure!(
-                    added > 0,
-                    "--cacert {}: no certificate found; give a PEM file with at least one CERTIFICATE block",
-                    path.display()
-                );
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        };
-        let config = Arc::new(config);
-        Ok(Self {
-            connector: tokio_rustls::TlsConnector::from(config.clone()),
-            config,
-        })
-    }
-}
-
-impl TlsSettings {
-    /// The rustls configuration (the WebSocket client builds its connector from it).
-    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        self.config.clone()
-    }
-}
-
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
 
 /// Plain or TLS stream.
 enum Stream {
@@ -190,7 +95,14 @@ pub struct Timings {
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub status: u16,
+    /// The body, or its first [`HttpClient::body_limit`] bytes (see `body_truncated`).
     pub body: Bytes,
+    /// True when body bytes beyond [`HttpClient::body_limit`] were read and dropped (they
+    /// are still counted in `bytes_received`).
+    pub body_truncated: bool,
+    /// The `Location` header of a 301, 302, 303, 307 or 308 response (as sent, possibly
+    /// relative); None for any other status. The client does not follow redirects itself.
+    pub location: Option<String>,
     pub timings: Timings,
     pub error: Option<(ErrorKind, String)>,
     pub bytes_sent: u64,
@@ -201,7 +113,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     /// The body as JSON; None when it is not JSON (k6's `res.json()` with a selector gives
-    /// undefined in that case).
+    /// undefined in that case). A truncated body is usually not valid JSON.
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
@@ -237,16 +149,13 @@ impl Origin {
     }
 }
 
-/// Read buffer size for a response's first read; grown for larger bodies, and given back
-/// after one (so a VU that once fetched a big list does not keep its buffer).
-const READ_CHUNK: usize = 4 * 1024;
+/// A read buffer that grew past this for one large response is given back after it (so a VU
+/// that once fetched a big list does not keep its buffer).
 const KEEP_BUFFER: usize = 64 * 1024;
-/// A response head larger than this is refused (protects the VU's memory).
-const MAX_HEAD: usize = 64 * 1024;
-/// Headers parsed per response; more is a protocol error.
-const MAX_HEADERS: usize = 100;
 /// An idle keep-alive connection older than this is checked for a close before reuse.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
+/// The default of [`HttpClient::body_limit`]: 4 MiB of body kept per response.
+pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 struct Conn {
     origin: Origin,
@@ -268,7 +177,13 @@ struct Conn {
 pub struct HttpClient {
     conn: Option<Conn>,
     tls: Option<TlsSettings>,
+    /// The deadline of a whole request, from connect to the last body byte.
     pub timeout: Duration,
+    /// At most this many body bytes are kept per response (for checks and JSON); the rest is
+    /// read, counted in `bytes_received` and dropped, and the response is marked
+    /// `body_truncated`. 0 keeps no body at all (k6's `discardResponseBodies`).
+    /// [`DEFAULT_BODY_LIMIT`] unless changed.
+    pub body_limit: usize,
     user_agent: &'static str,
     /// The serialized request, reused across requests.
     wbuf: Vec<u8>,
@@ -280,6 +195,7 @@ pub struct HttpClient {
 }
 
 /// How an exchange failed, and whether it is safe to retry on a new connection.
+#[derive(Debug)]
 struct Failure {
     kind: ErrorKind,
     message: String,
@@ -316,30 +232,45 @@ struct Progress {
     received: u64,
     written_at: Option<Instant>,
     first_byte_at: Option<Instant>,
+    /// The final response head arrived (for the timeout message).
+    head_done: bool,
+    /// Body bytes received so far (for the timeout message).
+    body_bytes: u64,
+    /// The read path found the deadline passed (the timer may not have had a chance to fire).
+    deadline_passed: bool,
 }
 
-/// The parts of a response head the client acts on.
-struct Head {
-    status: u16,
-    /// Bytes of the head in the read buffer.
-    len: usize,
-    framing: Framing,
-    keep_alive: bool,
-}
-
-enum Framing {
-    Empty,
-    Length(usize),
-    Chunked,
-    UntilClose,
+impl Progress {
+    /// What a timed-out request had got to, for its failure message.
+    fn timeout_message(&self, timeout: Duration) -> String {
+        let timeout = humantime::format_duration(timeout);
+        if self.written_at.is_none() {
+            format!("no response within {timeout} (still connecting or sending the request)")
+        } else if self.received == 0 {
+            format!("no response within {timeout} (request sent, no response byte arrived)")
+        } else if !self.head_done {
+            format!(
+                "no complete response within {timeout} (response head still arriving after {} bytes)",
+                self.received
+            )
+        } else {
+            format!(
+                "no complete response within {timeout} (body still arriving after {} bytes)",
+                self.body_bytes
+            )
+        }
+    }
 }
 
 impl HttpClient {
+    /// A client with no connection yet; `tls` is needed for https URLs. Keeps up to
+    /// [`DEFAULT_BODY_LIMIT`] body bytes per response (see [`HttpClient::body_limit`]).
     pub fn new(tls: Option<TlsSettings>, timeout: Duration) -> Self {
         Self {
             conn: None,
             tls,
             timeout,
+            body_limit: DEFAULT_BODY_LIMIT,
             user_agent: concat!("novaload/", env!("CARGO_PKG_VERSION")),
             wbuf: Vec::with_capacity(512),
             timer: None,
@@ -395,8 +326,9 @@ impl HttpClient {
         Ok(())
     }
 
-    /// Sends one request and reads the whole body. Never panics; transport failures come back
-    /// as status 0 with an error kind. The timeout covers connect, TLS, send and receive.
+    /// Sends one request and reads the body (keeping at most `body_limit` bytes of it). Never
+    /// panics; transport failures come back as status 0 with an error kind. The timeout is a
+    /// deadline for the whole request: connect, TLS, send and the last body byte.
     pub async fn send(
         &mut self,
         method: Method,
@@ -409,28 +341,33 @@ impl HttpClient {
         let body = body.unwrap_or_default();
         let started = Instant::now();
         let timeout = self.timeout;
-        let deadline = tokio::time::Instant::from_std(started) + timeout;
+        let deadline = started + timeout;
+        let timer_deadline = tokio::time::Instant::from_std(deadline);
         let mut timer = match self.timer.take() {
             Some(mut t) => {
-                if t.deadline() > deadline {
-                    t.as_mut().reset(deadline);
+                if t.deadline() > timer_deadline {
+                    t.as_mut().reset(timer_deadline);
                 }
                 t
             }
-            None => Box::pin(tokio::time::sleep_until(deadline)),
+            None => Box::pin(tokio::time::sleep_until(timer_deadline)),
         };
         let outcome = {
-            let exchange = self.send_with_retry(&method, url, headers, &body, &mut t, &mut p);
+            let exchange =
+                self.send_with_retry(&method, url, headers, &body, deadline, &mut t, &mut p);
             tokio::pin!(exchange);
+            // The timer ends a request that waits (nothing to read); a request whose reads keep
+            // succeeding can use up tokio's cooperative budget so that the timer is never
+            // polled with budget left, which is why the read path checks the deadline too.
             loop {
                 tokio::select! {
                     biased;
                     r = &mut exchange => break Ok(r),
                     _ = timer.as_mut() => {
-                        if tokio::time::Instant::now() >= deadline {
+                        if tokio::time::Instant::now() >= timer_deadline {
                             break Err(());
                         }
-                        timer.as_mut().reset(deadline);
+                        timer.as_mut().reset(timer_deadline);
                     }
                 }
             }
@@ -438,7 +375,7 @@ impl HttpClient {
         self.timer = Some(timer);
         let end = Instant::now();
         match outcome {
-            Ok(Ok((status, body, start))) => {
+            Ok(Ok((response, start))) => {
                 let written = p.written_at.unwrap_or(start).max(start);
                 let first = p.first_byte_at.unwrap_or(end).clamp(written, end);
                 t.sending = ms(written - start);
@@ -446,8 +383,10 @@ impl HttpClient {
                 t.receiving = ms(end - first);
                 t.duration = t.sending + t.waiting + t.receiving;
                 HttpResponse {
-                    status,
-                    body,
+                    status: response.status,
+                    body: response.body,
+                    body_truncated: response.truncated,
+                    location: response.location,
                     timings: t,
                     error: None,
                     bytes_sent: p.sent,
@@ -458,12 +397,17 @@ impl HttpClient {
             Ok(Err((kind, message))) => {
                 self.conn = None;
                 t.duration = ms(end - started);
-                failed((kind, message), t, p.sent, p.received)
+                let error = if p.deadline_passed {
+                    (ErrorKind::Timeout, p.timeout_message(timeout))
+                } else {
+                    (kind, message)
+                };
+                failed(error, t, p.sent, p.received)
             }
-            Err(_) => {
+            Err(()) => {
                 self.conn = None;
                 t.duration = ms(end - started);
-                let message = format!("no response within {}", humantime::format_duration(timeout));
+                let message = p.timeout_message(timeout);
                 failed((ErrorKind::Timeout, message), t, p.sent, p.received)
             }
         }
@@ -473,21 +417,23 @@ impl HttpClient {
     /// turns out closed before any response byte (the server's idle timeout raced us) and the
     /// method is idempotent, as browsers and Go's client do. Returns the start of the exchange
     /// that answered.
+    #[allow(clippy::too_many_arguments)]
     async fn send_with_retry(
         &mut self,
         method: &Method,
         url: &url::Url,
         headers: &[(HeaderName, HeaderValue)],
         body: &Bytes,
+        deadline: Instant,
         t: &mut Timings,
         p: &mut Progress,
-    ) -> Result<(u16, Bytes, Instant), (ErrorKind, String)> {
+    ) -> Result<(Decoded, Instant), (ErrorKind, String)> {
         let mut retried = false;
         loop {
             let reused = self.ensure_connected(url, t).await?;
             let start = Instant::now();
-            match self.exchange(method, url, headers, body, p).await {
-                Ok((status, body)) => return Ok((status, body, start)),
+            match self.exchange(method, url, headers, body, deadline, p).await {
+                Ok(response) => return Ok((response, start)),
                 Err(f) if f.before_response && reused && !retried && method.is_idempotent() => {
                     self.conn = None;
                     retried = true;
@@ -523,9 +469,17 @@ impl HttpClient {
         url: &url::Url,
         headers: &[(HeaderName, HeaderValue)],
         body: &Bytes,
+        deadline: Instant,
         p: &mut Progress,
-    ) -> Result<(u16, Bytes), Failure> {
-        let conn = self.conn.as_mut().expect("connected by ensure_connected");
+    ) -> Result<Decoded, Failure> {
+        let Some(conn) = self.conn.as_mut() else {
+            // ensure_connected just opened it; kept as an error rather than a panic
+            return Err(Failure {
+                kind: ErrorKind::Connect,
+                message: "no connection to send on".into(),
+                before_response: false,
+            });
+        };
         // A small body rides in the head's buffer (one write); a large one (an OTLP export,
         // an uploaded file) is written from where it is rather than copied.
         let body_inline = body.len() <= INLINE_BODY;
@@ -553,54 +507,38 @@ impl HttpClient {
         p.sent = (self.wbuf.len() + if body_inline { 0 } else { body.len() }) as u64;
         p.written_at = Some(Instant::now());
 
-        // Response head; 1xx informational heads are skipped.
-        let head = loop {
-            match parse_head(&conn.rbuf, method)? {
-                Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
-                    conn.rbuf.advance(h.len);
+        let mut decoder = ResponseDecoder::new(*method == Method::HEAD, self.body_limit);
+        let mut reads = 0u32;
+        let response = loop {
+            if let Some(response) = decoder.decode(&mut conn.rbuf)? {
+                break response;
+            }
+            // Not complete after a read: check the deadline here, because reads that keep
+            // succeeding can starve the timer (see `send`). The first read needs no check:
+            // the timer had its chance while the request was sent.
+            if reads > 0 {
+                p.head_done = decoder.head_done();
+                p.body_bytes = decoder.body_bytes(conn.rbuf.len());
+                if Instant::now() >= deadline {
+                    p.deadline_passed = true;
+                    return Err(Failure {
+                        kind: ErrorKind::Timeout,
+                        message: String::new(), // replaced by Progress::timeout_message
+                        before_response: false,
+                    });
                 }
-                Some(h) => break h,
-                None => {
-                    if conn.rbuf.len() >= MAX_HEAD {
-                        return Err(Failure::protocol(format!(
-                            "response head larger than {MAX_HEAD} bytes"
-                        )));
-                    }
-                    let n = read_more(conn, p).await?;
-                    if n == 0 {
-                        return Err(Failure {
-                            kind: ErrorKind::Connect,
-                            message: "connection closed before a response".into(),
-                            before_response: p.received == 0,
-                        });
-                    }
-                }
+            }
+            reads = reads.saturating_add(1);
+            let hint = decoder.read_hint(conn.rbuf.len());
+            codec::prepare_read(&mut conn.rbuf, hint);
+            if read_more(conn, p).await? == 0 {
+                break decoder.eof(&mut conn.rbuf).map_err(|mut f| {
+                    f.before_response = p.received == 0;
+                    f
+                })?;
             }
         };
-        conn.rbuf.advance(head.len);
-
-        let body = match head.framing {
-            Framing::Empty => Bytes::new(),
-            Framing::Length(n) => {
-                while conn.rbuf.len() < n {
-                    conn.rbuf.reserve(n - conn.rbuf.len());
-                    if read_more(conn, p).await? == 0 {
-                        return Err(Failure::protocol(format!(
-                            "connection closed after {} of {n} body bytes",
-                            conn.rbuf.len()
-                        )));
-                    }
-                }
-                conn.rbuf.split_to(n).freeze()
-            }
-            Framing::Chunked => read_chunked(conn, p).await?,
-            Framing::UntilClose => {
-                while read_more(conn, p).await? > 0 {}
-                conn.rbuf.split().freeze()
-            }
-        };
-        let keep = head.keep_alive && !matches!(head.framing, Framing::UntilClose);
-        if keep {
+        if response.keep_alive {
             conn.last_used = Instant::now();
             if conn.rbuf.capacity() > KEEP_BUFFER {
                 conn.rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -608,7 +546,7 @@ impl HttpClient {
         } else {
             self.conn = None;
         }
-        Ok((head.status, body))
+        Ok(response)
     }
 }
 
@@ -619,13 +557,15 @@ fn still_open(tcp: &TcpStream) -> bool {
     matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// Reads what is available into the connection's buffer; 0 at end of stream.
+/// Reads what is available (at most [`codec::MAX_READ`] bytes) into the connection's buffer,
+/// which [`codec::prepare_read`] made room in; 0 at end of stream.
 async fn read_more(conn: &mut Conn, p: &mut Progress) -> Result<usize, Failure> {
-    if conn.rbuf.capacity() - conn.rbuf.len() < READ_CHUNK / 2 {
-        conn.rbuf.reserve(READ_CHUNK);
-    }
     let before = p.received == 0;
-    match conn.stream.read_buf(&mut conn.rbuf).await {
+    match conn
+        .stream
+        .read_buf(&mut codec::read_target(&mut conn.rbuf))
+        .await
+    {
         Ok(n) => {
             if n > 0 {
                 p.received += n as u64;
@@ -637,201 +577,6 @@ async fn read_more(conn: &mut Conn, p: &mut Progress) -> Result<usize, Failure> 
     }
 }
 
-/// Bodies up to this size are copied behind the request head and sent with it in one write.
-const INLINE_BODY: usize = 16 * 1024;
-
-/// Serializes a request head (and the body when `body_inline`) into `buf`. Workload headers
-/// win over the defaults (Host, User-Agent); framing headers are always novaload's own
-/// (Content-Length of `body`).
-#[allow(clippy::too_many_arguments)]
-fn encode_request(
-    buf: &mut Vec<u8>,
-    method: &Method,
-    url: &url::Url,
-    host: &[u8],
-    user_agent: &str,
-    headers: &[(HeaderName, HeaderValue)],
-    body: &Bytes,
-    body_inline: bool,
-) {
-    use std::io::Write as _;
-    // path and query straight from the URL's buffer
-    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
-    let path = if path.is_empty() { "/" } else { path };
-    buf.clear();
-    buf.extend_from_slice(method.as_str().as_bytes());
-    buf.push(b' ');
-    buf.extend_from_slice(path.as_bytes());
-    buf.extend_from_slice(b" HTTP/1.1\r\n");
-    let has = |name: &HeaderName| headers.iter().any(|(k, _)| k == name);
-    if !has(&http::header::HOST) {
-        buf.extend_from_slice(b"host: ");
-        buf.extend_from_slice(host);
-        buf.extend_from_slice(b"\r\n");
-    }
-    if !has(&http::header::USER_AGENT) {
-        buf.extend_from_slice(b"user-agent: ");
-        buf.extend_from_slice(user_agent.as_bytes());
-        buf.extend_from_slice(b"\r\n");
-    }
-    for (k, v) in headers {
-        if k == http::header::CONTENT_LENGTH || k == http::header::TRANSFER_ENCODING {
-            continue;
-        }
-        buf.extend_from_slice(k.as_str().as_bytes());
-        buf.extend_from_slice(b": ");
-        buf.extend_from_slice(v.as_bytes());
-        buf.extend_from_slice(b"\r\n");
-    }
-    let body_expected = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
-    if !body.is_empty() || body_expected {
-        let _ = write!(buf, "content-length: {}\r\n", body.len());
-    }
-    buf.extend_from_slice(b"\r\n");
-    if body_inline {
-        buf.extend_from_slice(body);
-    }
-}
-
-/// Parses a response head at the start of `buf`; None when it is not complete yet.
-fn parse_head(buf: &[u8], method: &Method) -> Result<Option<Head>, Failure> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(Failure::protocol(format!("malformed response head: {e}"))),
-    };
-    let status = resp.code.unwrap_or(0);
-    let http11 = resp.version == Some(1);
-    let mut keep_alive = http11;
-    let mut length: Option<usize> = None;
-    let mut chunked = false;
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value).unwrap_or("").trim();
-            let n = v
-                .parse::<usize>()
-                .map_err(|_| Failure::protocol(format!("bad Content-Length '{v}'")))?;
-            if length.is_some_and(|m| m != n) {
-                return Err(Failure::protocol(
-                    "conflicting Content-Length headers".into(),
-                ));
-            }
-            length = Some(n);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            // chunked must be the final coding when present (RFC 9112 §6.1)
-            chunked = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive = true;
-                }
-            }
-        }
-    }
-    let no_body =
-        *method == Method::HEAD || (100..200).contains(&status) || status == 204 || status == 304;
-    let framing = if no_body {
-        Framing::Empty
-    } else if chunked {
-        Framing::Chunked
-    } else if let Some(n) = length {
-        if n == 0 {
-            Framing::Empty
-        } else {
-            Framing::Length(n)
-        }
-    } else {
-        Framing::UntilClose
-    };
-    Ok(Some(Head {
-        status,
-        len,
-        framing,
-        keep_alive,
-    }))
-}
-
-/// Decodes a chunked body from the connection's buffer, reading more as needed. Chunk
-/// extensions and trailers are read and ignored.
-async fn read_chunked(conn: &mut Conn, p: &mut Progress) -> Result<Bytes, Failure> {
-    let mut body = BytesMut::new();
-    let closed = || Failure::protocol("connection closed inside a chunked body".into());
-    loop {
-        // chunk-size [; ext] CRLF
-        let line_end = loop {
-            if let Some(i) = find_crlf(&conn.rbuf) {
-                break i;
-            }
-            if conn.rbuf.len() > 4096 {
-                return Err(Failure::protocol("chunk size line too long".into()));
-            }
-            if read_more(conn, p).await? == 0 {
-                return Err(closed());
-            }
-        };
-        let line = &conn.rbuf[..line_end];
-        let size_hex = line
-            .split(|b| *b == b';')
-            .next()
-            .unwrap_or(b"")
-            .trim_ascii();
-        let size = std::str::from_utf8(size_hex)
-            .ok()
-            .and_then(|s| usize::from_str_radix(s, 16).ok())
-            .ok_or_else(|| {
-                Failure::protocol(format!(
-                    "bad chunk size '{}'",
-                    String::from_utf8_lossy(size_hex)
-                ))
-            })?;
-        conn.rbuf.advance(line_end + 2);
-        if size == 0 {
-            // trailer fields, then the empty line
-            loop {
-                match find_crlf(&conn.rbuf) {
-                    Some(0) => {
-                        conn.rbuf.advance(2);
-                        return Ok(body.freeze());
-                    }
-                    Some(i) => conn.rbuf.advance(i + 2),
-                    None => {
-                        if read_more(conn, p).await? == 0 {
-                            return Err(closed());
-                        }
-                    }
-                }
-            }
-        }
-        while conn.rbuf.len() < size + 2 {
-            conn.rbuf.reserve(size + 2 - conn.rbuf.len());
-            if read_more(conn, p).await? == 0 {
-                return Err(closed());
-            }
-        }
-        if &conn.rbuf[size..size + 2] != b"\r\n" {
-            return Err(Failure::protocol("chunk not followed by CRLF".into()));
-        }
-        body.extend_from_slice(&conn.rbuf[..size]);
-        conn.rbuf.advance(size + 2);
-    }
-}
-
-fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -840,6 +585,8 @@ fn failed(e: (ErrorKind, String), timings: Timings, sent: u64, received: u64) ->
     HttpResponse {
         status: 0,
         body: Bytes::new(),
+        body_truncated: false,
+        location: None,
         timings,
         error: Some(e),
         bytes_sent: sent,
@@ -872,6 +619,7 @@ fn origin_of(url: &url::Url) -> Result<Origin, (ErrorKind, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use tokio::net::TcpListener;
 
     /// What [`serve`] saw: its base URL, the request heads and how many connections it accepted.
