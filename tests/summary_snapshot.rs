@@ -42,6 +42,15 @@ fn summary() -> Summary {
             &Tags::scenario(&scenario),
         );
     }
+    // why the 4 requests failed: two distinct messages, one with Markdown-hostile characters
+    for i in 0..4 {
+        let message = if i < 3 {
+            "GET /api/v1/vms: HTTP 500 Internal Server Error"
+        } else {
+            "GET /api/v1/vms: HTTP 500 `db | down`"
+        };
+        rec.record_reason(novaload::error::ErrorKind::Status, message);
+    }
     for i in 0..20 {
         rec.record(
             creation,

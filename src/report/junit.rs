@@ -3,14 +3,16 @@
 //!
 //! One `<testsuite name="novaload.<test>">` per test; in it one `<testcase>` per threshold
 //! (classname `thresholds`, name `metric: expression`), one per check (classname `checks`) and
-//! one `run` case (classname `run`) that fails when the run aborted or had a run error — so a
-//! FAIL verdict is always visible as a failed test case. A missed warning-severity threshold is
-//! still a `<failure type="warning">` (JUnit has no "warning" outcome); a missed critical
-//! threshold is `<failure type="critical">`. Failure messages carry the measured value and
-//! the limit.
+//! one `run` case (classname `run`) that fails when the run aborted, had a run error or measured
+//! nothing — so a FAIL verdict is always visible as a failed test case. A missed
+//! warning-severity threshold is still a `<failure type="warning">` (JUnit has no "warning"
+//! outcome); a missed critical threshold is `<failure type="critical">`. Failure messages carry
+//! the measured value, the limit and the test's most frequent failure message; bodies carry the
+//! console's reason lines.
 
 use super::Summary;
-use super::markdown::{format_value, unit_of};
+use super::markdown::{console_reasons, format_value, top_reason, unit_of};
+use super::summary::MEASURED_NOTHING;
 use std::fmt::Write;
 
 struct Case {
@@ -22,6 +24,16 @@ struct Case {
 
 fn cases(s: &Summary) -> Vec<Case> {
     let mut out = Vec::new();
+    // why operations failed, once per suite: the top message goes into each failure message
+    // (what CI shows inline), the console lines into each failure body
+    let top = top_reason(s).map(|r| format!("; top reason: {r}"));
+    let top = top.as_deref().unwrap_or("");
+    let reasons = console_reasons(s);
+    let reasons_body = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!("reasons:\n  {}\n", reasons.join("\n  "))
+    };
     for t in &s.thresholds {
         let unit = unit_of(s, &t.metric);
         let measured = t
@@ -33,13 +45,13 @@ fn cases(s: &Summary) -> Vec<Case> {
             (
                 kind,
                 format!(
-                    "{}: {} missed: measured {measured}, limit {} ({kind})",
+                    "{}: {} missed: measured {measured}, limit {} ({kind}){top}",
                     t.metric,
                     t.threshold,
                     format_value(t.limit, &t.aggregation, unit)
                 ),
                 format!(
-                    "metric: {}\nthreshold: {}\naggregation: {}\nmeasured: {}\nlimit: {}\nseverity: {kind}\n",
+                    "metric: {}\nthreshold: {}\naggregation: {}\nmeasured: {}\nlimit: {}\nseverity: {kind}\n{reasons_body}",
                     t.metric,
                     t.threshold,
                     t.aggregation,
@@ -62,10 +74,10 @@ fn cases(s: &Summary) -> Vec<Case> {
             (
                 "check",
                 format!(
-                    "check failed {} of {total} times ({} passed)",
+                    "check failed {} of {total} times ({} passed){top}",
                     c.fails, c.passes
                 ),
-                format!("passes: {}\nfails: {}\n", c.passes, c.fails),
+                format!("passes: {}\nfails: {}\n{reasons_body}", c.passes, c.fails),
             )
         });
         out.push(Case {
@@ -78,8 +90,13 @@ fn cases(s: &Summary) -> Vec<Case> {
         .partial_reason
         .as_deref()
         .filter(|r| r.starts_with("aborted"));
-    let failure = if !s.run_errors.is_empty() || aborted.is_some() {
-        let mut lines: Vec<String> = aborted.into_iter().map(str::to_string).collect();
+    let nothing = s.measured_nothing().then_some(MEASURED_NOTHING);
+    let failure = if !s.run_errors.is_empty() || aborted.is_some() || nothing.is_some() {
+        let mut lines: Vec<String> = nothing
+            .into_iter()
+            .chain(aborted)
+            .map(str::to_string)
+            .collect();
         lines.extend(s.run_errors.iter().cloned());
         Some(("run", lines.join("; "), lines.join("\n")))
     } else {

@@ -1,6 +1,7 @@
 //! `SUMMARY.md`: every test of the run, its verdict, targets vs measured, key metrics, checks,
 //! errors and notes. One function per section; the same text is printed at the end of a run.
 
+use super::summary::MEASURED_NOTHING;
 use super::{Summary, Verdict};
 use crate::metrics::{Contains, MetricKind};
 use std::fmt::Write;
@@ -76,6 +77,14 @@ fn test_section(out: &mut String, n: usize, s: &Summary) {
             out,
             "> **Partial run**: {}. The figures cover what ran before the stop.\n",
             s.partial_reason.as_deref().unwrap_or("stopped early")
+        );
+    }
+    if s.measured_nothing() {
+        let _ = writeln!(
+            out,
+            "> **Why {}:** {MEASURED_NOTHING}. Check that the target is reachable and that \
+             the run lasted long enough for one iteration.\n",
+            s.verdict.word()
         );
     }
     for sc in &s.scenarios {
@@ -264,13 +273,93 @@ fn checks(out: &mut String, s: &Summary) {
     let _ = writeln!(out);
 }
 
+/// Distinct messages shown per error kind in SUMMARY.md and report.html.
+pub const TOP_REASONS: usize = 5;
+/// Lines [`console_reasons`] returns at most.
+pub const CONSOLE_REASON_LINES: usize = 5;
+
+/// The error kinds a summary has something to say about, in name order: those with failures
+/// counted (errors-by-kind) and those with recorded messages (the two normally coincide).
+pub(crate) fn error_kinds(s: &Summary) -> Vec<&str> {
+    let mut kinds: Vec<&str> = s
+        .errors_by_kind
+        .keys()
+        .chain(s.error_reasons.kinds.keys())
+        .map(String::as_str)
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
+/// A kind's messages beyond the first `shown`: (occurrences, distinct messages, whether some
+/// messages were not kept, so the count of distinct ones is a lower bound).
+pub(crate) fn reasons_beyond(s: &Summary, kind: &str, shown: usize) -> Option<(u64, usize, bool)> {
+    let k = s.error_reasons.kinds.get(kind)?;
+    let mut counts: Vec<u64> = k.messages.values().copied().collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    let rest = counts.get(shown..).unwrap_or(&[]);
+    let occurrences = rest.iter().sum::<u64>() + k.other_messages;
+    (occurrences > 0).then_some((occurrences, rest.len(), k.other_messages > 0))
+}
+
+/// "… 12 more in 3 other messages" (or "at least 4 other messages" when some were not kept).
+pub(crate) fn more_text((occurrences, messages, unkept): (u64, usize, bool)) -> String {
+    let (at_least, m) = if unkept {
+        ("at least ", messages + 1)
+    } else {
+        ("", messages)
+    };
+    let plural = if m == 1 { "" } else { "s" };
+    format!("… {occurrences} more in {at_least}{m} other message{plural}")
+}
+
+/// `text` as one Markdown code span: the fence is one backtick longer than the longest run of
+/// backticks inside (CommonMark has no backslash escapes in code spans), padded with spaces
+/// when the text starts or ends with a backtick. Pipes need no escape: messages are list items,
+/// never table cells.
+pub(crate) fn code_span(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    if text.starts_with('`') || text.ends_with('`') {
+        format!("{fence} {text} {fence}")
+    } else {
+        format!("{fence}{text}{fence}")
+    }
+}
+
+/// "1 failed operation", "4 failed operations".
+pub(crate) fn failed_operations(n: u64) -> String {
+    let plural = if n == 1 { "" } else { "s" };
+    format!("{n} failed operation{plural}")
+}
+
 fn errors(out: &mut String, s: &Summary) {
-    if s.errors_by_kind.is_empty() && s.run_errors.is_empty() && s.interrupted_iterations == 0 {
+    let kinds = error_kinds(s);
+    if kinds.is_empty() && s.run_errors.is_empty() && s.interrupted_iterations == 0 {
         return;
     }
     let _ = writeln!(out, "### Errors\n");
-    for (kind, n) in &s.errors_by_kind {
-        let _ = writeln!(out, "- `{kind}`: {n} failed requests");
+    for kind in kinds {
+        match s.errors_by_kind.get(kind) {
+            Some(n) => {
+                let _ = writeln!(out, "- `{kind}`: {}", failed_operations(*n));
+            }
+            None => {
+                let _ = writeln!(out, "- `{kind}`:");
+            }
+        }
+        for (message, n) in s.error_reasons.top(kind, TOP_REASONS) {
+            let _ = writeln!(out, "  - {n} × {}", code_span(message));
+        }
+        if let Some(more) = reasons_beyond(s, kind, TOP_REASONS) {
+            let _ = writeln!(out, "  - {}", more_text(more));
+        }
     }
     if s.interrupted_iterations > 0 {
         let _ = writeln!(
@@ -283,6 +372,56 @@ fn errors(out: &mut String, s: &Summary) {
         let _ = writeln!(out, "- run error: {e}");
     }
     let _ = writeln!(out);
+}
+
+/// The last lines of the console after a test's one-line verdict: why it failed, at most
+/// [`CONSOLE_REASON_LINES`] lines such as `tls ×120: TLS handshake with 127.0.0.1:8443: invalid
+/// peer certificate: UnknownIssuer` — the most frequent messages over all kinds, then kinds
+/// that failed without a message (`status ×4`). "Measured nothing" comes first when it applies.
+/// Empty for a run without failures.
+pub fn console_reasons(s: &Summary) -> Vec<String> {
+    let mut lines = Vec::new();
+    if s.measured_nothing() {
+        lines.push(MEASURED_NOTHING.to_string());
+    }
+    let mut messages: Vec<(&str, &str, u64)> = s
+        .error_reasons
+        .kinds
+        .keys()
+        .flat_map(|kind| {
+            s.error_reasons
+                .top(kind, CONSOLE_REASON_LINES)
+                .into_iter()
+                .map(move |(m, n)| (kind.as_str(), m, n))
+        })
+        .collect();
+    messages.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (a.0, a.1).cmp(&(b.0, b.1))));
+    let silent = s
+        .errors_by_kind
+        .iter()
+        .filter(|(kind, n)| **n > 0 && !s.error_reasons.kinds.contains_key(kind.as_str()));
+    let room = CONSOLE_REASON_LINES.saturating_sub(lines.len());
+    let mut reasons: Vec<String> = messages
+        .into_iter()
+        .map(|(kind, m, n)| format!("{kind} ×{n}: {m}"))
+        .chain(silent.map(|(kind, n)| format!("{kind} ×{n}")))
+        .take(room)
+        .collect();
+    lines.append(&mut reasons);
+    lines
+}
+
+/// The most frequent failure message of a summary, as a console line (`kind ×n: message`).
+pub fn top_reason(s: &Summary) -> Option<String> {
+    let mut best: Option<(&str, &str, u64)> = None;
+    for kind in s.error_reasons.kinds.keys() {
+        if let Some(&(m, n)) = s.error_reasons.top(kind, 1).first()
+            && best.is_none_or(|b| n > b.2)
+        {
+            best = Some((kind, m, n));
+        }
+    }
+    best.map(|(kind, m, n)| format!("{kind} ×{n}: {m}"))
 }
 
 fn notes(out: &mut String, s: &Summary) {
@@ -306,7 +445,118 @@ fn notes(out: &mut String, s: &Summary) {
 fn footer(out: &mut String) {
     let _ = writeln!(
         out,
-        "---\nVerdicts: ✅ PASS — every threshold met; ⚠️ WARNING — only warning-severity targets (latency, throughput, concurrency) missed; ❌ FAIL — a critical threshold (error rates, success rates) missed, the run aborted, or a run error.\n\nGenerated by novaload {}.",
+        "---\nVerdicts: ✅ PASS — every threshold met; ⚠️ WARNING — only warning-severity targets (latency, throughput, concurrency) missed; ❌ FAIL — a critical threshold (error rates, success rates) missed, the run aborted, a run error, or nothing measured.\n\nGenerated by novaload {}.",
         env!("CARGO_PKG_VERSION")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::metrics::{Recorder, Registry, Tags, builtin};
+    use crate::report::summary::SummaryMeta;
+    use std::sync::Arc;
+
+    /// A run with 4 failed HTTP requests (`status`), 7 TLS failures over 7 distinct messages,
+    /// and one `timeout` failure without a recorded message.
+    fn failing() -> Summary {
+        let reg = Arc::new(Registry::new());
+        let rec = Recorder::new(reg);
+        let scenario: Arc<str> = Arc::from("default");
+        let tagged = |k| Tags {
+            error_kind: Some(k),
+            ..Tags::scenario(&scenario)
+        };
+        rec.record(builtin::HTTP_REQS, 4.0, &tagged(ErrorKind::Status));
+        rec.record(builtin::HTTP_REQS, 10.0, &tagged(ErrorKind::Tls));
+        rec.record(builtin::HTTP_REQS, 1.0, &tagged(ErrorKind::Timeout));
+        for _ in 0..4 {
+            rec.record_reason(ErrorKind::Status, "GET /api/v1/vms: HTTP 500 | `boom`");
+        }
+        for i in 0..7 {
+            for _ in 0..=i {
+                rec.record_reason(ErrorKind::Tls, &format!("handshake {i}: UnknownIssuer"));
+            }
+        }
+        Summary::build(&rec.snapshot(), meta())
+    }
+
+    fn meta() -> SummaryMeta {
+        SummaryMeta {
+            run_id: "t".into(),
+            run_id_generated: false,
+            test: "api".into(),
+            profile: "smoke".into(),
+            target: String::new(),
+            started_at: chrono::Utc::now(),
+            duration_s: 1.0,
+            partial_reason: None,
+            segment: String::new(),
+            scenarios: Vec::new(),
+            thresholds: Vec::new(),
+            interrupted_iterations: 0,
+            run_errors: Vec::new(),
+            notes: Vec::new(),
+            telemetry: Default::default(),
+        }
+    }
+
+    #[test]
+    fn code_spans_survive_backticks() {
+        assert_eq!(code_span("plain | pipe"), "`plain | pipe`");
+        assert_eq!(code_span("a `b` c"), "``a `b` c``");
+        assert_eq!(code_span("``x"), "``` ``x ```");
+    }
+
+    #[test]
+    fn errors_show_each_kinds_top_messages_and_what_is_left() {
+        let md = render(&[failing()]);
+        assert!(md.contains("- `status`: 4 failed operations\n"), "{md}");
+        assert!(
+            md.contains("  - 4 × `` GET /api/v1/vms: HTTP 500 | `boom` ``\n"),
+            "{md}"
+        );
+        assert!(md.contains("- `tls`: 10 failed operations\n"), "{md}");
+        // the five most frequent of seven, most frequent first, then the two left (1 + 2)
+        let tls: Vec<&str> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("- `tls`"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  - "))
+            .collect();
+        assert_eq!(tls.len(), TOP_REASONS + 1, "{md}");
+        assert_eq!(tls[0], "  - 7 × `handshake 6: UnknownIssuer`");
+        assert_eq!(tls[TOP_REASONS], "  - … 3 more in 2 other messages");
+        // a kind without messages still shows its count
+        assert!(md.contains("- `timeout`: 1 failed operation\n"), "{md}");
+    }
+
+    #[test]
+    fn console_reasons_are_the_most_frequent_messages_first() {
+        let lines = console_reasons(&failing());
+        assert_eq!(lines.len(), CONSOLE_REASON_LINES, "{lines:?}");
+        assert_eq!(lines[0], "tls ×7: handshake 6: UnknownIssuer");
+        assert_eq!(lines[1], "tls ×6: handshake 5: UnknownIssuer");
+        assert!(lines.contains(&"status ×4: GET /api/v1/vms: HTTP 500 | `boom`".to_string()));
+        assert_eq!(
+            top_reason(&failing()).as_deref(),
+            Some("tls ×7: handshake 6: UnknownIssuer")
+        );
+    }
+
+    #[test]
+    fn a_run_that_measured_nothing_says_so() {
+        let empty = Recorder::new(Arc::new(Registry::new()));
+        let s = Summary::build(&empty.snapshot(), meta());
+        assert_eq!(s.verdict, Verdict::Fail);
+        let md = render(std::slice::from_ref(&s));
+        assert!(
+            md.contains(&format!("> **Why FAIL:** {MEASURED_NOTHING}.")),
+            "{md}"
+        );
+        assert_eq!(console_reasons(&s), vec![MEASURED_NOTHING.to_string()]);
+        // a run with failures is not "measured nothing"
+        assert!(!render(&[failing()]).contains("measured nothing"));
+    }
 }

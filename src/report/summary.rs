@@ -2,7 +2,9 @@
 //! (`<test>_summary.json`, schema_version 1). Percentiles are derived from serialized HDR
 //! histograms, so summaries of shards merge exactly.
 
-use crate::metrics::{Agg, Contains, ErrorReasons, MetricKind, MetricValues, Snapshot, Tags, Trend};
+use crate::metrics::{
+    Agg, Contains, ErrorReasons, MetricKind, MetricValues, Snapshot, Tags, Trend,
+};
 use crate::telemetry::TelemetryReport;
 use crate::thresholds::{Threshold, ThresholdResult};
 use serde::{Deserialize, Serialize};
@@ -18,8 +20,33 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const OPERATION_COUNTERS: [&str; 3] =
     ["http_reqs", "db_queries_total", "ws_connections_failed"];
 
+/// The error Rates of the four tests. A failure that no operation counter counted (a check
+/// failed on a good response, a DWCP stream broke, a WebSocket frame was not JSON) leaves its
+/// `true` sample on one of these tagged with an `error_kind`; the errors-by-kind table counts
+/// those samples too. Samples of failures an operation counter already counted (a failed HTTP
+/// request, a refused WebSocket handshake, a failed SQL statement) stay untagged, so nothing is
+/// counted twice.
+pub const ERROR_RATES: [&str; 4] = ["errors", "dwcp_errors", "ws_errors", "db_errors"];
+
+/// What a run must have a sample on to have measured anything: a completed iteration, or one
+/// operation attempted (an HTTP request, a database statement, a WebSocket connection opened or
+/// failed, a finished migration). A ws run whose sessions outlast it completes no iteration but
+/// opens connections: that measured something.
+pub const MEASURED_OPERATIONS: [&str; 6] = [
+    "iterations",
+    "http_reqs",
+    "db_queries_total",
+    "ws_connections_established",
+    "ws_connections_failed",
+    "vm_migrations_total",
+];
+
+/// Why a run that measured nothing is a FAIL (SUMMARY.md, report.html, junit.xml, console).
+pub const MEASURED_NOTHING: &str = "measured nothing: no iteration completed and no request was made \
+     (no HTTP request, database statement, WebSocket connection or migration)";
+
 /// PASS: all thresholds met. WARNING: only non-critical thresholds missed. FAIL: a critical
-/// threshold missed, an abort, or a run error.
+/// threshold missed, an abort, a run error, or nothing measured ([`MEASURED_NOTHING`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
@@ -207,8 +234,9 @@ pub struct Summary {
     pub thresholds: Vec<ThresholdResult>,
     /// The declared thresholds, so a merge can re-evaluate them.
     pub threshold_defs: Vec<Threshold>,
-    /// Failed operations by error kind: HTTP requests and direct-mode database statements
-    /// (the samples of [`OPERATION_COUNTERS`] tagged with an `error_kind`).
+    /// Failed operations by error kind: HTTP requests, direct-mode database statements and
+    /// WebSocket connections (the samples of [`OPERATION_COUNTERS`] tagged with an
+    /// `error_kind`), and the other failures of the error Rates ([`ERROR_RATES`]).
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Why they failed: per error kind, the distinct messages with counts (bounded, redacted).
     #[serde(default, skip_serializing_if = "ErrorReasons::is_empty")]
@@ -299,10 +327,18 @@ impl Summary {
                 e.0 += passes;
                 e.1 += fails;
             }
-            if OPERATION_COUNTERS.contains(&s.metric.as_str())
-                && let (Some(kind), Agg::Counter { sum }) = (s.tags.error_kind, &agg)
-            {
-                *errors.entry(kind.as_str().to_string()).or_default() += *sum as u64;
+            if let Some(kind) = s.tags.error_kind {
+                let failed = match &agg {
+                    Agg::Counter { sum } if OPERATION_COUNTERS.contains(&s.metric.as_str()) => {
+                        *sum as u64
+                    }
+                    // a Rate's "passes" are its non-zero (`true`) samples: the failures
+                    Agg::Rate { passes, .. } if ERROR_RATES.contains(&s.metric.as_str()) => *passes,
+                    _ => 0,
+                };
+                if failed > 0 {
+                    *errors.entry(kind.as_str().to_string()).or_default() += failed;
+                }
             }
             match merged.get_mut(&s.metric) {
                 Some(m) => m.merge(&agg),
@@ -371,8 +407,20 @@ impl Summary {
         self.verdict = verdict(
             &self.thresholds,
             !self.run_errors.is_empty(),
+            self.measured_nothing(),
             self.partial_reason.as_deref(),
         );
+    }
+
+    /// True when no iteration completed and no operation was attempted (no sample on any of
+    /// [`MEASURED_OPERATIONS`]): thresholds over no samples may all hold, yet the run tested
+    /// nothing, so the verdict is FAIL with [`MEASURED_NOTHING`] as its reason. Read from
+    /// `series`, so it holds after a merge too.
+    pub fn measured_nothing(&self) -> bool {
+        !self.series.iter().any(|s| {
+            MEASURED_OPERATIONS.contains(&s.metric.as_str())
+                && s.data.to_agg().is_ok_and(|a| a.samples() > 0)
+        })
     }
 
     /// A trend's histogram over all series (for plots and merge checks).
@@ -394,9 +442,14 @@ impl Summary {
     }
 }
 
-fn verdict(results: &[ThresholdResult], run_error: bool, partial: Option<&str>) -> Verdict {
+fn verdict(
+    results: &[ThresholdResult],
+    run_error: bool,
+    measured_nothing: bool,
+    partial: Option<&str>,
+) -> Verdict {
     let aborted = partial.is_some_and(|p| p.starts_with("aborted"));
-    if run_error || aborted || results.iter().any(|r| !r.ok && r.critical) {
+    if run_error || measured_nothing || aborted || results.iter().any(|r| !r.ok && r.critical) {
         Verdict::Fail
     } else if results.iter().any(|r| !r.ok) {
         Verdict::Warning
@@ -451,6 +504,109 @@ mod tests {
         }
     }
 
+    fn meta(test: &str, thresholds: Vec<Threshold>) -> SummaryMeta {
+        SummaryMeta {
+            run_id: "t".into(),
+            run_id_generated: false,
+            test: test.into(),
+            profile: "smoke".into(),
+            target: String::new(),
+            started_at: chrono::Utc::now(),
+            duration_s: 1.0,
+            partial_reason: None,
+            segment: String::new(),
+            scenarios: Vec::new(),
+            thresholds,
+            interrupted_iterations: 0,
+            run_errors: Vec::new(),
+            notes: Vec::new(),
+            telemetry: Default::default(),
+        }
+    }
+
+    /// A ws-like registry (the error Rate and connection counters) and a threshold on the Rate
+    /// that holds over no samples, so only "measured nothing" can make the verdict FAIL.
+    fn ws_run(record: impl FnOnce(&Recorder, &Registry)) -> Summary {
+        let mut reg = Registry::new();
+        reg.declare("ws_errors", MetricKind::Rate, Contains::Default);
+        reg.declare(
+            "ws_connections_established",
+            MetricKind::Counter,
+            Contains::Default,
+        );
+        let reg = Arc::new(reg);
+        let rec = Recorder::new(reg.clone());
+        record(&rec, &reg);
+        let th = crate::thresholds::build(
+            "ws_errors",
+            &crate::thresholds::ThresholdSpec::plain("rate<0.05"),
+            &reg,
+        )
+        .unwrap();
+        Summary::build(&rec.snapshot(), meta("ws", vec![th]))
+    }
+
+    #[test]
+    fn a_run_that_measured_nothing_fails_also_after_a_merge() {
+        let s = ws_run(|_, _| {});
+        assert!(s.thresholds.iter().all(|t| t.ok), "{:?}", s.thresholds);
+        assert!(s.measured_nothing());
+        assert_eq!(s.verdict, Verdict::Fail);
+        // a merge reads summaries back and re-derives them from their series
+        let mut back: Summary = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        back.verdict = Verdict::Pass;
+        let declared: Vec<_> = back
+            .metrics
+            .iter()
+            .map(|(n, m)| (n.clone(), m.kind, m.contains))
+            .collect();
+        back.derive(&declared);
+        assert_eq!(back.verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn connections_or_iterations_alone_are_a_measurement() {
+        let scenario: Arc<str> = Arc::from("default");
+        // ws sessions longer than the run: no iteration completed, connections were opened
+        let ws = ws_run(|rec, reg| {
+            let id = reg.lookup("ws_connections_established").unwrap();
+            rec.record(id, 3.0, &Tags::scenario(&scenario));
+        });
+        assert!(!ws.measured_nothing());
+        assert_eq!(ws.verdict, Verdict::Pass);
+        let iterations = ws_run(|rec, _| {
+            rec.record(builtin::ITERATIONS, 1.0, &Tags::scenario(&scenario));
+        });
+        assert_eq!(iterations.verdict, Verdict::Pass);
+        // a sample on a metric that is not an operation (a gauge of VUs) measures nothing
+        let vus_only = ws_run(|rec, _| {
+            rec.record(builtin::VUS, 5.0, &Tags::scenario(&scenario));
+        });
+        assert_eq!(vus_only.verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn errors_by_kind_counts_tagged_failures_of_the_error_rates() {
+        let scenario: Arc<str> = Arc::from("default");
+        let s = ws_run(|rec, reg| {
+            let errors = reg.lookup("ws_errors").unwrap();
+            let ok = Tags::scenario(&scenario);
+            let body = Tags {
+                error_kind: Some(ErrorKind::Body),
+                ..ok.clone()
+            };
+            rec.record(builtin::ITERATIONS, 1.0, &ok);
+            rec.record(errors, 0.0, &ok);
+            // already counted by an operation counter: untagged, not in the table
+            rec.record(errors, 1.0, &ok);
+            rec.record(errors, 1.0, &body);
+            rec.record(errors, 1.0, &body);
+        });
+        let want: BTreeMap<String, u64> = [("body".into(), 2)].into();
+        assert_eq!(s.errors_by_kind, want);
+        assert_eq!(s.metrics["ws_errors"].values.get("passes"), Some(3.0));
+    }
+
     #[test]
     fn errors_by_kind_counts_failed_requests_statements_and_connections_only() {
         let mut reg = Registry::new();
@@ -476,26 +632,7 @@ mod tests {
         rec.record(ws_failed, 2.0, &tagged(ErrorKind::Protocol));
         // not an operation counter: not in the table, even when tagged
         rec.record(other, 4.0, &tagged(ErrorKind::Protocol));
-        let s = Summary::build(
-            &rec.snapshot(),
-            SummaryMeta {
-                run_id: "t".into(),
-                run_id_generated: false,
-                test: "database".into(),
-                profile: "smoke".into(),
-                target: String::new(),
-                started_at: chrono::Utc::now(),
-                duration_s: 1.0,
-                partial_reason: None,
-                segment: String::new(),
-                scenarios: Vec::new(),
-                thresholds: Vec::new(),
-                interrupted_iterations: 0,
-                run_errors: Vec::new(),
-                notes: Vec::new(),
-                telemetry: Default::default(),
-            },
-        );
+        let s = Summary::build(&rec.snapshot(), meta("database", Vec::new()));
         let want: BTreeMap<String, u64> = [
             ("database".into(), 3),
             ("protocol".into(), 2),
