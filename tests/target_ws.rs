@@ -169,7 +169,8 @@ async fn jwt_secret_guards_the_handshake_by_header_or_query() {
         Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
         other => panic!("expected 401, got {:?}", other.map(|_| ())),
     }
-    let good = sign_hs256(b"ws-secret", &json!({"sub":"u1"}));
+    let exp = chrono::Utc::now().timestamp() + 3600;
+    let good = sign_hs256(b"ws-secret", &json!({"sub":"u1","exp": exp}));
     let mut ws = connect(&url, Some(&good))
         .await
         .expect("header token accepted");

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod faults;
 pub mod migration;
 mod routes;
+mod server;
 pub mod store;
 pub mod telemetry;
 
@@ -28,6 +29,9 @@ use telemetry::{Metrics, Tracing};
 
 /// Environment marker set on worker processes started by `--workers N`.
 const WORKER_ENV: &str = "NOVALOAD_TARGET_WORKER";
+/// The longest --header-read-timeout / --idle-timeout accepted: beyond a day a connection
+/// timeout protects nothing, and the watchdog's deadline arithmetic stays far from overflow.
+const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// File descriptors kept back from WebSocket capacity (database, listener, logs).
 const FD_RESERVE: u64 = 2_000;
 
@@ -208,6 +212,17 @@ pub struct TargetArgs {
     /// WebSocket connections `--workers auto` should make room for.
     #[arg(long, env = "NOVALOAD_TARGET_WS_CAPACITY", default_value_t = 100_000)]
     pub ws_capacity: u64,
+
+    /// Close an HTTP connection whose request head is not complete this long after its first
+    /// byte (on a new connection: after accept), so clients that connect and send nothing, or
+    /// send half a head and stop (slowloris), do not hold connections forever.
+    #[arg(long, env = "NOVALOAD_TARGET_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Close a keep-alive HTTP connection that sends no new request for this long after its
+    /// last response. WebSocket connections are not affected.
+    #[arg(long, env = "NOVALOAD_TARGET_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 impl TargetArgs {
@@ -232,6 +247,8 @@ impl TargetArgs {
             ws_push_interval: WsPushInterval::Auto,
             workers: Workers::Count(1),
             ws_capacity: 100_000,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 
@@ -248,6 +265,17 @@ impl TargetArgs {
         }
         if self.migration_time.is_zero() {
             bail!("--migration-time must be greater than 0 (e.g. 3s)");
+        }
+        for (flag, timeout) in [
+            ("--header-read-timeout", self.header_read_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if timeout.is_zero() || timeout > MAX_CONNECTION_TIMEOUT {
+                bail!(
+                    "{flag} must be greater than 0 and at most 24h, got {} (e.g. 10s or 2m)",
+                    humantime::format_duration(timeout)
+                );
+            }
         }
         for (flag, rate) in [
             ("--error-rate", self.error_rate),
@@ -310,6 +338,10 @@ impl TargetArgs {
             d(self.migration_time),
             "--ws-push-interval".into(),
             self.ws_push_interval.to_string(),
+            "--header-read-timeout".into(),
+            d(self.header_read_timeout),
+            "--idle-timeout".into(),
+            d(self.idle_timeout),
         ];
         if let Some(every) = self.stall_every {
             v.extend(["--stall-every".into(), d(every)]);
@@ -397,7 +429,7 @@ pub struct TargetHandle {
     /// The address actually bound (port 0 resolved).
     pub addr: SocketAddr,
     shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
     background: tokio::task::JoinHandle<()>,
     app: Arc<App>,
 }
@@ -425,8 +457,7 @@ impl TargetHandle {
         self.app.tracing.shutdown();
         self.app.store.close().await;
         match served {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(e).context("target server failed"),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e).context("target server task panicked"),
             Err(_) => bail!("target did not shut down within 10 s"),
         }
@@ -502,16 +533,11 @@ pub async fn spawn(
         .context("registering the listener with tokio")?;
     let addr = listener.local_addr()?;
     let router = routes::router(app.clone());
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let token = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
-    });
+    let timeouts = server::HttpTimeouts {
+        header_read: args.header_read_timeout,
+        idle: args.idle_timeout,
+    };
+    let server = tokio::spawn(server::serve(listener, router, timeouts, shutdown.clone()));
     let background = tokio::spawn(background_loop(app.clone()));
     Ok(TargetHandle {
         addr,
@@ -959,6 +985,8 @@ mod tests {
         a.migration_time = Duration::from_secs(20);
         a.ws_push_interval = WsPushInterval::Fixed(Duration::from_secs(30));
         a.workers = Workers::Count(4);
+        a.header_read_timeout = Duration::from_millis(2500);
+        a.idle_timeout = Duration::from_secs(90);
         let addr: SocketAddr = "127.0.0.1:4567".parse().unwrap();
         let mut argv = vec!["novaload".to_string()];
         argv.extend(a.worker_args(addr));
@@ -993,6 +1021,45 @@ mod tests {
         let (set, remove) = TargetArgs::embedded().worker_env();
         assert!(set.is_empty());
         assert!(remove.iter().any(|k| k == "DATABASE_URL"));
+    }
+
+    #[test]
+    fn connection_timeouts_default_parse_and_validate() {
+        let Cmd::Target(parsed) = Cli::try_parse_from(["novaload", "target"]).unwrap().cmd;
+        let embedded = TargetArgs::embedded();
+        // the embedded target of `novaload run` gets the CLI's defaults
+        assert_eq!(parsed.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(parsed.idle_timeout, Duration::from_secs(60));
+        assert_eq!(embedded.header_read_timeout, parsed.header_read_timeout);
+        assert_eq!(embedded.idle_timeout, parsed.idle_timeout);
+        let Cmd::Target(parsed) = Cli::try_parse_from([
+            "novaload",
+            "target",
+            "--header-read-timeout",
+            "300ms",
+            "--idle-timeout",
+            "2m",
+        ])
+        .unwrap()
+        .cmd;
+        assert_eq!(parsed.header_read_timeout, Duration::from_millis(300));
+        assert_eq!(parsed.idle_timeout, Duration::from_secs(120));
+        assert!(Cli::try_parse_from(["novaload", "target", "--idle-timeout", "soon"]).is_err());
+        for (flag, field) in [
+            ("--header-read-timeout", "header_read_timeout"),
+            ("--idle-timeout", "idle_timeout"),
+        ] {
+            for bad in [Duration::ZERO, Duration::from_secs(2 * 24 * 3600)] {
+                let mut a = TargetArgs::embedded();
+                match field {
+                    "header_read_timeout" => a.header_read_timeout = bad,
+                    _ => a.idle_timeout = bad,
+                }
+                let e = a.validate().unwrap_err().to_string();
+                assert!(e.contains(flag), "{e}");
+            }
+        }
+        assert!(TargetArgs::embedded().validate().is_ok());
     }
 
     #[test]

@@ -196,12 +196,17 @@ async fn guard(State(app): AppState, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// 401 JSON; `error` is "unauthorized" and `message` says why (never echoing the token).
+/// 401 JSON: `error` is "unauthorized", `message` NovaCron's wording (spec §4.2) and `reason`
+/// exactly what is wrong and how to fix it (e.g. a missing `exp`); never the token itself.
 pub fn unauthorized(e: super::auth::AuthError) -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
-        axum::Json(json!({"error": "unauthorized", "message": e.to_string()})),
+        axum::Json(json!({
+            "error": "unauthorized",
+            "message": e.to_string(),
+            "reason": e.reason(),
+        })),
     )
         .into_response()
 }
