@@ -304,7 +304,7 @@ def overview():
     ], w=8, unit="percentunit", min_=0, thresholds=("green", [(0.01, "red")]),
         description="Failed / all operations. Target < 1% (FAIL).")
 
-    b.row("DWCP: migration p95 < 30 s · ≥ 1,000 concurrent · errors < 2%")
+    b.row("DWCP: migration p95 < 30 s · ≥ 500 concurrent (of 1,000 VUs) · errors < 2%")
     b.panel("timeseries", "Migrations in flight", [
         q(f'novaload:novaload_migrations_in_flight:sum{{run_id=~"$run_id",test="dwcp"}}', "{{run_id}}"),
     ], w=8, unit="short", min_=0, thresholds=("red", [(1000, "green")]),

@@ -221,9 +221,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION[..DURATION]")]
     pub ws_session: Option<String>,
 
-    /// Request timeout (k6's default is 60s).
+    /// Request timeout (k6's default is 60s): a deadline for the whole request, from connect
+    /// to the last body byte.
     #[arg(long, default_value = "60s")]
     pub timeout: String,
+    /// Redirects followed per request (k6's default is 10; 0 never follows: the 3xx is the
+    /// answer). Each hop is its own request in the metrics; a loop or more hops is a
+    /// `redirect` error. Scenario files: `maxRedirects`.
+    #[arg(long, value_name = "N")]
+    pub max_redirects: Option<u32>,
+    /// Body bytes kept per response for checks and JSON parsing (e.g. 4MiB, 512KiB, 0); the
+    /// rest is read, counted in data_received and dropped. 0 keeps none (k6's
+    /// `discardResponseBodies`, also honoured in scenario files). Default 4MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub response_body_limit: Option<String>,
     /// Extra PEM CA certificate(s) to trust for HTTPS/WSS.
     #[arg(long)]
     pub cacert: Option<PathBuf>,

@@ -40,6 +40,43 @@ pub fn parse_duration(s: &str, field: &str) -> Result<Duration, ConfigError> {
     })
 }
 
+/// Parses a byte size: `4MiB`, `512KiB`, `1MB`, `1000`, `0` (units B, KB/MB/GB = 1000^n,
+/// KiB/MiB/GiB = 1024^n, case-insensitive).
+pub fn parse_size(s: &str, field: &str) -> Result<usize, ConfigError> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        ConfigError::new(
+            field,
+            format!("'{s}' is not a size"),
+            "write a size like 4MiB, 512KiB, 1MB or 0",
+        )
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > (1u64 << 40) as f64 {
+        return Err(ConfigError::new(
+            field,
+            format!("'{s}' is out of range"),
+            "give at most 1TiB (bodies are kept in memory per VU)",
+        ));
+    }
+    Ok(bytes as usize)
+}
+
 fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string().replace(' ', "")
 }
@@ -127,6 +164,12 @@ pub struct Options {
     pub thresholds: BTreeMap<String, ThresholdList>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// k6's `maxRedirects` (default 10).
+    #[serde(default)]
+    pub max_redirects: Option<u32>,
+    /// k6's `discardResponseBodies`: keep no body (as `--response-body-limit 0`).
+    #[serde(default)]
+    pub discard_response_bodies: Option<bool>,
     /// Keys k6 knows that novaload ignores (reported as warnings, never silently).
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -595,6 +638,57 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_size("4MiB", "f").unwrap(), 4 * 1024 * 1024);
+        assert_eq!(parse_size("512 KiB", "f").unwrap(), 512 * 1024);
+        assert_eq!(parse_size("1MB", "f").unwrap(), 1_000_000);
+        assert_eq!(parse_size("0", "f").unwrap(), 0);
+        assert_eq!(parse_size("10kb", "f").unwrap(), 10_000);
+        for bad in ["", "MiB", "4 parsecs", "-1", "1e999"] {
+            assert_eq!(
+                parse_size(bad, "--response-body-limit").unwrap_err().field,
+                "--response-body-limit",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_files_and_zero_length_schedules_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("e.yaml", "# nothing here\n"),
+            ("e.toml", ""),
+            ("e.json", "  \n"),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            let e = Options::from_file(&p).unwrap_err();
+            assert!(e.problem.contains("empty"), "{name}: {e}");
+        }
+        let zero = |spec: ScenarioSpec| scenario_from_spec("s", &spec).unwrap_err().field;
+        assert_eq!(
+            zero(ScenarioSpec {
+                executor: "constant-vus".into(),
+                duration: Some("0s".into()),
+                ..Default::default()
+            }),
+            "scenarios.s.duration"
+        );
+        assert_eq!(
+            zero(ScenarioSpec {
+                executor: "ramping-vus".into(),
+                stages: Some(vec![StageSpec {
+                    duration: "0s".into(),
+                    target: 10.0
+                }]),
+                ..Default::default()
+            }),
+            "scenarios.s.stages"
+        );
     }
 
     #[test]

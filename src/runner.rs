@@ -67,6 +67,7 @@ impl TestRun {
             settings: ClientSettings {
                 tls: None,
                 request_timeout: Duration::from_secs(60),
+                ..Default::default()
             },
             interrupt: CancellationToken::new(),
             kill: CancellationToken::new(),

@@ -849,8 +849,32 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
         options.tags = file.tags.clone();
         options.other = file.other.clone();
     }
-    let options = apply_overrides(options, a)?;
+    let mut options = apply_overrides(options, a)?;
     let mut scenarios = options.scenarios()?;
+    // The throughput/concurrency target follows the VUs actually planned (`--vus`, `--stage`,
+    // a scenario file), unless the user set that threshold themselves.
+    let planned_peak: u64 = scenarios.iter().map(|s| s.executor.max_vus()).sum();
+    let mut target_note = None;
+    if planned_peak != prof.peak {
+        let full = crate::profile::is_full_scale(test, profile_name, planned_peak);
+        for (metric, list) in crate::profile::targets(test, planned_peak, full) {
+            if options.thresholds.get(&metric) == prof.thresholds.get(&metric) {
+                target_note = Some(format!(
+                    "target {metric} {} follows the {planned_peak} planned VUs (the profile's {} VUs would give {})",
+                    list.specs()
+                        .first()
+                        .map(ThresholdSpec::source)
+                        .unwrap_or_default(),
+                    prof.peak,
+                    prof.thresholds
+                        .get(&metric)
+                        .and_then(|l| l.specs().first().map(ThresholdSpec::source))
+                        .unwrap_or_default()
+                ));
+                options.thresholds.insert(metric, list);
+            }
+        }
+    }
     if a.scenario.is_none() {
         for sc in &mut scenarios {
             sc.graceful_stop = prof.graceful;
@@ -870,6 +894,7 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
     }
     let thresholds = build_thresholds(&options, &a.thresholds, &registry)?;
     let mut notes = ws_notes;
+    notes.extend(target_note);
     if let WorkloadKind::DbDirect(w) = &workload {
         // every scenario's VUs may be live at once: only then can each VU keep a connection
         w.plan_vus(scenarios.iter().map(|s| s.executor.max_vus()).sum());
@@ -958,7 +983,9 @@ fn test_label(t: TestName) -> &'static str {
 
 /// Runs a session with the given stop tokens (tests pass their own; the CLI wires signals).
 pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
+    register_secrets(&a);
     let request_timeout = config::parse_duration(&a.timeout, "--timeout")?;
+    let client_limits = client_limits(&a)?;
     // distributed runs: this process's segment and the coordinated start
     let segment = crate::distributed::segment_from_args(&a)?.map(Arc::new);
     let segment_label = segment
@@ -977,6 +1004,9 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
         let mut targs = crate::target::TargetArgs::embedded();
         let seed = plan_seed(&a);
         targs.seed_vms = seed;
+        if a.profile.as_deref() == Some("full") {
+            targs.migration_time = crate::profile::FULL_PROFILE_MIGRATION_TIME;
+        }
         // client and server sockets of a ws run share this process's descriptors
         let workers = crate::target::embedded_workers(
             crate::distributed::ws_peak_connections(&a).unwrap_or(0),
@@ -1019,6 +1049,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     } else {
         None
     };
+    let run_id_generated = a.run_id.is_none();
     let run_id = a
         .run_id
         .clone()
@@ -1048,6 +1079,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let settings = ClientSettings {
         tls,
         request_timeout,
+        ..client_limits
     };
     let mut summaries: Vec<Summary> = Vec::new();
     let mut stems: Vec<String> = Vec::new();
@@ -1055,6 +1087,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     let ctx = PlanContext {
         results_dir: results_dir.clone(),
         run_id: run_id.clone(),
+        run_id_generated,
         profile: profile.clone(),
         quiet: a.quiet,
         telemetry: telemetry.clone(),
@@ -1128,10 +1161,82 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Redirects and body limit: flags win over the scenario file's `maxRedirects` and
+/// `discardResponseBodies`, which win over k6's defaults.
+fn client_limits(a: &RunArgs) -> Result<ClientSettings, ConfigError> {
+    let file = match &a.scenario {
+        Some(p) => Options::from_file(p)?,
+        None => Options::default(),
+    };
+    let mut s = ClientSettings::default();
+    if let Some(n) = a.max_redirects.or(file.max_redirects) {
+        s.max_redirects = n;
+    }
+    if file.discard_response_bodies == Some(true) {
+        s.response_body_limit = 0;
+    }
+    if let Some(limit) = &a.response_body_limit {
+        s.response_body_limit = config::parse_size(limit, "--response-body-limit")?;
+    }
+    Ok(s)
+}
+
+/// Failure messages go into results: the token and database passwords must never be among
+/// them, whatever a driver or server echoes back.
+fn register_secrets(a: &RunArgs) {
+    use crate::metrics::reasons::register_secret;
+    if let Some(t) = &a.token {
+        register_secret(t);
+    }
+    for u in [
+        a.database_url.as_deref(),
+        a.url.as_deref(),
+        a.api_url.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Ok(u) = url::Url::parse(u)
+            && let Some(p) = u.password()
+        {
+            register_secret(p);
+            if let Ok(decoded) = urlencoding_decode(p) {
+                register_secret(&decoded);
+            }
+        }
+    }
+}
+
+/// Percent-decodes a URL component (`p%40ss` → `p@ss`; `+` stays `+`, as in userinfo).
+fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+}
+
 /// What every test of a session shares.
 struct PlanContext {
     results_dir: PathBuf,
     run_id: String,
+    run_id_generated: bool,
     profile: String,
     quiet: bool,
     telemetry: Telemetry,
@@ -1212,6 +1317,7 @@ async fn run_plan(p: &TestPlan, ctx: &PlanContext) -> (Summary, bool) {
     ctx.telemetry.test_finished(&labels);
     let mut summary = summarize(p, &outcome, &ctx.run_id, &ctx.profile);
     summary.segment = ctx.segment_label.clone();
+    summary.run_id_generated = ctx.run_id_generated;
     console.log_only(&markdown::render(std::slice::from_ref(&summary)));
     if !ctx.quiet {
         eprintln!(

@@ -204,6 +204,13 @@ pub enum ThresholdSpec {
 }
 
 impl ThresholdSpec {
+    /// The expression as written (`p(95)<500`).
+    pub fn source(&self) -> String {
+        match self {
+            ThresholdSpec::Plain(s) => s.clone(),
+            ThresholdSpec::Object { threshold, .. } => threshold.clone(),
+        }
+    }
     pub fn plain(s: &str) -> Self {
         ThresholdSpec::Plain(s.to_string())
     }

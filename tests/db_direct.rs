@@ -189,6 +189,7 @@ async fn run_mix(
         settings: ClientSettings {
             tls: None,
             request_timeout: Duration::from_secs(10),
+            ..Default::default()
         },
         vu_threads,
         ..TestRun::new(

@@ -48,6 +48,7 @@ fn one_iteration(test: &str, registry: Registry, tel: &Telemetry) -> TestRun {
         settings: ClientSettings {
             tls: None,
             request_timeout: Duration::from_secs(10),
+            ..Default::default()
         },
         ..TestRun::new(
             test,

@@ -90,6 +90,9 @@ pub mod builtin {
     pub const HTTP_REQ_DURATION_CORRECTED: MetricId = MetricId(19);
     /// Requests in each second (a gauge sampled once a second; its max is peak throughput).
     pub const HTTP_REQS_PER_SECOND: MetricId = MetricId(20);
+    /// Responses whose body was longer than `--response-body-limit`: only a prefix was kept
+    /// for checks (every byte is still counted in `data_received`).
+    pub const HTTP_RESP_BODIES_TRUNCATED: MetricId = MetricId(21);
 }
 
 const BUILTINS: &[(&str, MetricKind, Contains)] = &[
@@ -126,6 +129,11 @@ const BUILTINS: &[(&str, MetricKind, Contains)] = &[
         Contains::Time,
     ),
     ("http_reqs_per_second", MetricKind::Gauge, Contains::Default),
+    (
+        "http_resp_bodies_truncated",
+        MetricKind::Counter,
+        Contains::Default,
+    ),
 ];
 
 /// All metrics of one run: built-ins first, then the workload's own. Frozen before VUs start.

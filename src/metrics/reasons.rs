@@ -63,9 +63,8 @@ impl ErrorReasons {
             }
             mine.other_messages += theirs.other_messages;
             if mine.messages.len() > MAX_MESSAGES_PER_KIND {
-                let mut all: Vec<(String, u64)> = std::mem::take(&mut mine.messages)
-                    .into_iter()
-                    .collect();
+                let mut all: Vec<(String, u64)> =
+                    std::mem::take(&mut mine.messages).into_iter().collect();
                 all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 for (rank, (message, n)) in all.into_iter().enumerate() {
                     if rank < MAX_MESSAGES_PER_KIND {
@@ -199,7 +198,10 @@ mod tests {
     fn messages_are_counted_per_kind_and_bounded() {
         let mut r = ErrorReasons::default();
         for i in 0..(MAX_MESSAGES_PER_KIND + 5) {
-            r.add(ErrorKind::Connect, &format!("connect 127.0.0.1:{i}: refused"));
+            r.add(
+                ErrorKind::Connect,
+                &format!("connect 127.0.0.1:{i}: refused"),
+            );
         }
         r.add(ErrorKind::Connect, "connect 127.0.0.1:0: refused");
         r.add(ErrorKind::Tls, "unknown issuer");
@@ -207,7 +209,10 @@ mod tests {
         assert_eq!(c.messages.len(), MAX_MESSAGES_PER_KIND);
         assert_eq!(c.other_messages, 5);
         assert_eq!(c.messages["connect 127.0.0.1:0: refused"], 2);
-        assert_eq!(r.top("connect", 1), vec![("connect 127.0.0.1:0: refused", 2)]);
+        assert_eq!(
+            r.top("connect", 1),
+            vec![("connect 127.0.0.1:0: refused", 2)]
+        );
         assert_eq!(r.top("tls", 3), vec![("unknown issuer", 1)]);
     }
 
@@ -247,7 +252,10 @@ mod tests {
     #[test]
     fn long_and_multi_line_messages_are_cut_to_one_line() {
         let mut r = ErrorReasons::default();
-        r.add(ErrorKind::Body, &format!("line1\nline2 {}", "é".repeat(400)));
+        r.add(
+            ErrorKind::Body,
+            &format!("line1\nline2 {}", "é".repeat(400)),
+        );
         let (m, _) = r.top("body", 1)[0];
         assert!(!m.contains('\n'));
         assert!(m.len() <= MAX_MESSAGE_BYTES + '…'.len_utf8());

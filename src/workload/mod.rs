@@ -48,6 +48,25 @@ pub trait Workload: Send + Sync + 'static {
 pub struct ClientSettings {
     pub tls: Option<TlsSettings>,
     pub request_timeout: Duration,
+    /// Redirects followed per request ([`DEFAULT_MAX_REDIRECTS`]; 0: never).
+    pub max_redirects: u32,
+    /// Body bytes kept per response ([`http::DEFAULT_BODY_LIMIT`]; 0: none).
+    pub response_body_limit: usize,
+}
+
+/// k6's default `maxRedirects`.
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+
+impl Default for ClientSettings {
+    /// k6's defaults: 60 s timeout, 10 redirects, no TLS; bodies kept up to 4 MiB.
+    fn default() -> Self {
+        Self {
+            tls: None,
+            request_timeout: Duration::from_secs(60),
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            response_body_limit: self::http::DEFAULT_BODY_LIMIT,
+        }
+    }
 }
 
 /// One HTTP request as a workload describes it.
@@ -129,7 +148,11 @@ impl Vu {
             rec,
             live,
             tel,
-            http: HttpClient::new(settings.tls.clone(), settings.request_timeout),
+            http: {
+                let mut c = HttpClient::new(settings.tls.clone(), settings.request_timeout);
+                c.body_limit = settings.response_body_limit;
+                c
+            },
             settings,
             rng: rand::rngs::SmallRng::from_os_rng(),
             stop,
@@ -257,11 +280,71 @@ impl Vu {
 
     /// [`Vu::request`] with its client span under `parent` instead of the iteration span (a
     /// DWCP migration's polls are children of the migration span).
+    ///
+    /// Redirects are followed as k6 follows them (up to `max_redirects`, each hop its own
+    /// request in the metrics and its own span); the response of the last hop is returned. A
+    /// loop, an unusable `Location` or one hop too many makes that last 3xx a failed request
+    /// of kind `redirect`.
     pub async fn request_under(&mut self, parent: Option<&Span>, req: Req<'_>) -> HttpResponse {
-        let method = self.interned(req.method.as_str());
+        let mut chain = RedirectChain::new(self.settings.max_redirects);
+        let (mut resp, mut next) = self
+            .request_once(
+                parent,
+                &req,
+                &req.url,
+                req.method.clone(),
+                req.body.clone(),
+                None,
+                &mut chain,
+            )
+            .await;
+        let mut url = req.url.clone();
+        let mut method = req.method.clone();
+        let mut body = req.body.clone();
+        while let Some(to) = next {
+            // 301/302/303 turn a request into a GET without a body (browsers, Go, k6);
+            // 307/308 repeat it as it was
+            if matches!(resp.status, 301..=303) && method != Method::HEAD {
+                method = Method::GET;
+                body = None;
+            }
+            // credentials go to their own origin only
+            let same_origin = to.host_str() == url.host_str()
+                && to.port_or_known_default() == url.port_or_known_default();
+            let strip = (!same_origin).then_some(CROSS_ORIGIN_STRIPPED);
+            url = to;
+            (resp, next) = self
+                .request_once(
+                    parent,
+                    &req,
+                    &url,
+                    method.clone(),
+                    body.clone(),
+                    strip,
+                    &mut chain,
+                )
+                .await;
+        }
+        resp
+    }
+
+    /// One request (one hop of a redirect chain): sends it with `traceparent`/`baggage`, and
+    /// records k6's built-in HTTP metrics, the live histogram, the failure reason and a client
+    /// span. Headers named in `strip` are not sent (credentials on a cross-host redirect).
+    async fn request_once(
+        &mut self,
+        parent: Option<&Span>,
+        req: &Req<'_>,
+        url: &::url::Url,
+        http_method: Method,
+        body: Option<Bytes>,
+        strip: Option<&[HeaderName]>,
+        chain: &mut RedirectChain,
+    ) -> (HttpResponse, Option<::url::Url>) {
+        let method = self.interned(http_method.as_str());
         let name = self.interned(req.name);
         let mut span = if self.tel.tracing() {
-            let fixed = self.request_span_attrs(&req);
+            let fixed = self.request_span_attrs(req);
             let none = Span::default(); // outside an iteration the span is a root
             let parent = parent.or(self.iteration_span.as_ref()).unwrap_or(&none);
             self.tel
@@ -271,7 +354,15 @@ impl Vu {
         };
 
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(req.headers.len() + 2);
-        headers.extend_from_slice(req.headers);
+        match strip {
+            None => headers.extend_from_slice(req.headers),
+            Some(strip) => headers.extend(
+                req.headers
+                    .iter()
+                    .filter(|(k, _)| !strip.contains(k))
+                    .cloned(),
+            ),
+        }
         if let Some(tp) = span
             .traceparent()
             .and_then(|v| HeaderValue::try_from(v).ok())
@@ -298,16 +389,37 @@ impl Vu {
                 headers.push((TRACESTATE, ts));
             }
         }
-        let resp = self
-            .http
-            .send(req.method, &req.url, &headers, req.body)
-            .await;
-        let expected = (200..400).contains(&resp.status);
+        let mut resp = self.http.send(http_method, url, &headers, body).await;
+        let next = match resp.location.take() {
+            Some(location) if resp.error.is_none() => match chain.follow(url, &location) {
+                Ok(next) => next,
+                Err(message) => {
+                    resp.error = Some((ErrorKind::Redirect, message));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let expected = (200..400).contains(&resp.status) && resp.error.is_none();
         let error_kind = match &resp.error {
             Some((k, _)) => Some(*k),
             None if !expected => Some(ErrorKind::Status),
             None => None,
         };
+        match (&resp.error, error_kind) {
+            (Some((kind, msg)), _) => self.rec.record_reason(*kind, msg),
+            (None, Some(kind)) => {
+                let phrase = ::http::StatusCode::from_u16(resp.status)
+                    .ok()
+                    .and_then(|c| c.canonical_reason())
+                    .unwrap_or("");
+                self.rec.record_reason(
+                    kind,
+                    &format!("{}: HTTP {} {phrase}", req.name, resp.status),
+                );
+            }
+            (None, None) => {}
+        }
         let tags = Tags {
             name: Some(name),
             method: Some(method.clone()),
@@ -339,6 +451,9 @@ impl Vu {
                 (builtin::DATA_RECEIVED, resp.bytes_received as f64),
             ],
         );
+        if resp.body_truncated {
+            r.record(builtin::HTTP_RESP_BODIES_TRUNCATED, 1.0, &self.tags);
+        }
         if let Some(intended) = self.intended_start.take() {
             let corrected = resp.finished_at.saturating_duration_since(intended);
             r.record(
@@ -374,7 +489,58 @@ impl Vu {
             }
             (None, true) => span.end(None),
         }
-        resp
+        (resp, next)
+    }
+}
+
+/// Headers not sent when a redirect leaves the origin (as Go's client and browsers do).
+const CROSS_ORIGIN_STRIPPED: &[HeaderName] =
+    &[::http::header::AUTHORIZATION, ::http::header::COOKIE];
+
+/// One request's redirect chain: how many hops are left and where it has been.
+struct RedirectChain {
+    max: u32,
+    /// URLs requested so far (empty until a redirect is followed: no allocation otherwise).
+    visited: Vec<::url::Url>,
+}
+
+impl RedirectChain {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            visited: Vec::new(),
+        }
+    }
+
+    /// Where a 3xx from `from` with `location` leads: `Ok(None)` when redirects are off
+    /// (`--max-redirects 0`: the 3xx is the answer), `Err` for a loop, an unusable Location or
+    /// one hop more than allowed.
+    fn follow(&mut self, from: &::url::Url, location: &str) -> Result<Option<::url::Url>, String> {
+        if self.max == 0 {
+            return Ok(None);
+        }
+        let next = match from.join(location) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+            _ => return Err(format!("redirect to an unusable Location '{location}'")),
+        };
+        if self.visited.is_empty() {
+            self.visited.push(from.clone());
+        }
+        if self.visited.contains(&next) {
+            return Err(format!(
+                "redirect loop: {} leads back to {} (already requested)",
+                from.path(),
+                next.path()
+            ));
+        }
+        if self.visited.len() > self.max as usize {
+            return Err(format!(
+                "stopped after {} redirects (--max-redirects {})",
+                self.max, self.max
+            ));
+        }
+        self.visited.push(next.clone());
+        Ok(Some(next))
     }
 }
 
@@ -383,4 +549,33 @@ impl Vu {
 pub fn join_url(base: &str, path: &str) -> Result<::url::Url, ::url::ParseError> {
     let base = base.trim_end_matches('/');
     ::url::Url::parse(&format!("{base}{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> ::url::Url {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn redirect_chains_follow_up_to_the_limit_and_refuse_loops() {
+        let mut c = RedirectChain::new(2);
+        let a = url("http://127.0.0.1:1/a");
+        let b = c.follow(&a, "/b").unwrap().unwrap();
+        assert_eq!(b.as_str(), "http://127.0.0.1:1/b");
+        let other = c.follow(&b, "http://127.0.0.2:9/c?x=1").unwrap().unwrap();
+        assert_eq!(other.as_str(), "http://127.0.0.2:9/c?x=1");
+        let e = c.follow(&other, "/d").unwrap_err();
+        assert!(e.contains("stopped after 2 redirects"), "{e}");
+
+        let mut c = RedirectChain::new(10);
+        let e = c.follow(&a, "/a").unwrap_err();
+        assert!(e.starts_with("redirect loop"), "{e}");
+        let e = RedirectChain::new(10).follow(&a, "ftp://x/").unwrap_err();
+        assert!(e.contains("unusable Location"), "{e}");
+        // --max-redirects 0: the 3xx is the answer
+        assert_eq!(RedirectChain::new(0).follow(&a, "/b"), Ok(None));
+    }
 }
