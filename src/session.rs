@@ -291,6 +291,9 @@ fn parse_header(h: &str) -> Result<(http::HeaderName, http::HeaderValue), Config
     Ok((name, value))
 }
 
+/// How long the direct-mode database pre-flight may take to connect.
+const DB_PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Quick mode's default critical threshold on `http_req_failed` (README: Quick mode).
 pub const QUICK_MODE_FAILED_THRESHOLD: &str = "rate<0.01";
 
@@ -1035,6 +1038,15 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     } else if !needs_target && let Some(ep) = &endpoints {
         preflight("--api-url (API_URL)", &ep.api_url).await?;
     }
+    // direct mode talks to the database: an unreachable one is bad input (exit 2) with the
+    // driver's reason, as an unreachable API is, not a run of pool timeouts
+    if plans
+        .iter()
+        .any(|p| matches!(p.workload, WorkloadKind::DbDirect(_)))
+        && let Some(db) = a.database_url.as_deref()
+    {
+        crate::workload::db_direct::preflight(db, DB_PREFLIGHT_TIMEOUT).await?;
+    }
     let needs_tls = plans.iter().any(|p| p.target.starts_with("https"));
     let tls = if needs_tls || a.cacert.is_some() || a.insecure_skip_tls_verify {
         Some(
@@ -1326,6 +1338,10 @@ async fn run_plan(p: &TestPlan, ctx: &PlanContext) -> (Summary, bool) {
             summary.verdict.emoji(),
             one_line(&summary)
         );
+        // why it failed, in the console's last lines (the log has the whole SUMMARY.md)
+        for line in markdown::console_reasons(&summary) {
+            eprintln!("[{}]   {line}", p.test);
+        }
     }
     (summary, outcome.interrupted)
 }
