@@ -348,9 +348,113 @@ async fn sql_errors_are_counted_by_kind_in_the_summary() {
         s.metrics["db_queries_total"].values.get("count"),
         Some(13.0)
     );
+    // and why: the step, the SQLSTATE code and the server's message (undefined_column)
+    let reasons = &s.error_reasons.kinds["database"];
+    assert_eq!(
+        reasons.messages.values().sum::<u64>() + reasons.other_messages,
+        10,
+        "{reasons:?}"
+    );
+    let read = "DB read (SELECT vms): 42703 column \"zone\" does not exist";
+    assert_eq!(reasons.messages.get(read), Some(&1), "{reasons:?}");
     let md = std::fs::read_to_string(files_named(out.path(), "SUMMARY.md")).unwrap();
-    assert!(md.contains("`database`: 10 failed requests"), "{md}");
+    assert!(md.contains("`database`: 10 failed operations"), "{md}");
+    assert!(md.contains("42703 column"), "{md}");
     db.drop_db().await;
+}
+
+/// A URL whose password must never appear in a pre-flight error.
+const PREFLIGHT_PASSWORD: &str = "Pf-hunter2-secret";
+
+fn assert_preflight_error(e: &novaload::error::ConfigError, started: std::time::Instant) {
+    let msg = e.to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(msg.contains("--database-url (DATABASE_URL)"), "{msg}");
+    assert!(msg.contains("fix: "), "{msg}");
+    assert!(!msg.contains(PREFLIGHT_PASSWORD), "password in {msg}");
+}
+
+/// A server that accepts and hangs up at once (not PostgreSQL, or dying): a config error within
+/// the pre-flight's bound, naming the flag and the target, without the password.
+#[tokio::test]
+async fn preflight_reports_a_server_that_hangs_up() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let closer = std::thread::spawn(move || {
+        // at most 50 connections or 10 s, whichever comes first
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let mut served = 0;
+        while served < 50 && std::time::Instant::now() < until {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    drop(stream);
+                    served += 1;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        served
+    });
+    let url = format!("postgres://nova:{PREFLIGHT_PASSWORD}@127.0.0.1:{port}/novacron");
+    let started = std::time::Instant::now();
+    let e = novaload::workload::db_direct::preflight(&url, Duration::from_secs(5))
+        .await
+        .expect_err("nothing speaks PostgreSQL there");
+    assert_preflight_error(&e, started);
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("postgresql://127.0.0.1:{port}/novacron")),
+        "{msg}"
+    );
+    assert!(closer.join().unwrap() >= 1);
+}
+
+/// A server that never answers: the pre-flight gives up after its timeout, not 30 s later.
+#[tokio::test]
+async fn preflight_is_bounded_by_its_timeout() {
+    // bound and listening (the kernel completes the TCP handshake), never accepted: silence
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("postgres://nova:{PREFLIGHT_PASSWORD}@127.0.0.1:{port}/novacron");
+    let started = std::time::Instant::now();
+    let e = novaload::workload::db_direct::preflight(&url, Duration::from_secs(1))
+        .await
+        .expect_err("no answer");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_preflight_error(&e, started);
+    assert!(e.to_string().contains("within 1s"), "{e}");
+    drop(listener);
+}
+
+/// On the real server: a missing database is named with the server's reason (SQLSTATE 3D000)
+/// and the fix; the right URL passes.
+#[tokio::test]
+async fn preflight_names_a_missing_database() {
+    let Some(admin) = admin_url() else { return };
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_password(Some(PREFLIGHT_PASSWORD)).unwrap();
+    url.set_path("/novaload_no_such_db_for_preflight");
+    let started = std::time::Instant::now();
+    let e = novaload::workload::db_direct::preflight(url.as_str(), Duration::from_secs(5))
+        .await
+        .expect_err("the database does not exist");
+    assert_preflight_error(&e, started);
+    let msg = e.to_string();
+    assert!(msg.contains("novaload_no_such_db_for_preflight"), "{msg}");
+    assert!(msg.contains("3D000"), "{msg}");
+    assert!(msg.contains("createdb"), "{msg}");
+    novaload::workload::db_direct::preflight(&admin, Duration::from_secs(5))
+        .await
+        .expect("the admin database is there");
 }
 
 /// The pgbench comparison mixes: with a pool as large as the VUs each VU acquires once and keeps
@@ -618,20 +722,16 @@ async fn the_password_never_reaches_results_or_logs() {
         "no HTTP in direct mode"
     );
 
-    // a failing run: the database does not exist (the error text goes into the summary)
+    // a failing run: the database does not exist (the pre-flight's config error names it)
     let mut missing = url::Url::parse(&db.url).unwrap();
     missing.set_path("/no_such_database_here");
-    let o2 = session::run(direct_args(missing.as_str(), out.path()), Stops::default())
+    let e = session::run(direct_args(missing.as_str(), out.path()), Stops::default())
         .await
-        .unwrap();
-    let s2 = &o2.summaries[0];
-    assert!(
-        s2.run_errors
-            .iter()
-            .any(|e| e.contains("no_such_database_here")),
-        "{:?}",
-        s2.run_errors
-    );
+        .err()
+        .expect("a missing database is a config error");
+    let msg = format!("{e:#}");
+    assert!(msg.contains("no_such_database_here"), "{msg}");
+    assert!(!msg.contains(pw), "password in {msg}");
 
     let hits = files_contain(out.path(), pw);
     assert!(hits.is_empty(), "password in {hits:?}");

@@ -1,10 +1,16 @@
 //! The REST API workload: spec §1.1, request for request (endpoints, bodies, check names,
 //! custom metrics, think times), with upstream defect B1 fixed: the `errors` Rate records a
 //! success for every check group that passes, so it reads as a real error percentage.
+//!
+//! Every `errors` failure is explained: a group that fails on a failed request is that
+//! request's failure (counted and given its reason by [`Vu::request`]); one that fails on a
+//! response that arrived (an unexpected 2xx/3xx status, a body without the field) is tagged
+//! `check` or `body` and its reason recorded ([`record_group`]).
 
 use super::endpoints::{Endpoints, field, id_string, truthy};
-use super::{Req, Vu, Workload};
-use crate::metrics::{Contains, MetricId, MetricKind, Registry};
+use super::{HttpResponse, Req, Vu, Workload};
+use crate::error::ErrorKind;
+use crate::metrics::{Contains, MetricId, MetricKind, Registry, Tags};
 use bytes::Bytes;
 use http::Method;
 use rand::Rng;
@@ -65,6 +71,67 @@ fn all(results: &[bool]) -> bool {
     results.iter().all(|b| *b)
 }
 
+/// Records a failure that no operation counter counted (a check failed on a response that
+/// arrived, a DWCP stream broke, a WebSocket frame was not JSON): a `true` sample on the error
+/// Rate `rate` tagged with `kind`, which the summary's errors-by-kind table counts (see
+/// [`crate::report::summary::ERROR_RATES`]), and `message` as the failure's reason.
+pub(crate) fn record_failure(vu: &Vu, rate: MetricId, kind: ErrorKind, message: &str) {
+    let tags = Tags {
+        error_kind: Some(kind),
+        ..vu.tags.clone()
+    };
+    vu.rec.record(rate, 1.0, &tags);
+    vu.rec.record_reason(kind, message);
+}
+
+/// True when [`Vu::request`] already counted the response as a failed operation (a transport
+/// error, or a status outside 200–399): its kind and reason are recorded there, so a check
+/// group that fails on it adds only the untagged Rate sample.
+pub(crate) fn request_failed(r: &HttpResponse) -> bool {
+    r.error.is_some() || !(200..400).contains(&r.status)
+}
+
+/// Records one check group's outcome on the error Rate `rate`: a pass; a failure its request
+/// already counted ([`request_failed`]); or a failure of what came back, recorded with the kind
+/// and message `why` gives. `why` runs on that path only, so a passing group allocates nothing.
+pub(crate) fn record_group(
+    vu: &Vu,
+    rate: MetricId,
+    r: &HttpResponse,
+    ok: bool,
+    why: impl FnOnce() -> (ErrorKind, String),
+) {
+    if ok || request_failed(r) {
+        vu.rate(rate, !ok);
+    } else {
+        let (kind, message) = why();
+        record_failure(vu, rate, kind, &message);
+    }
+}
+
+/// A response with another status than the check wants (`check`): "POST /api/v1/vms answered
+/// HTTP 200, expected 201".
+pub(crate) fn wrong_status(operation: &str, status: u16, expected: &str) -> (ErrorKind, String) {
+    (
+        ErrorKind::Check,
+        format!("{operation} answered HTTP {status}, expected {expected}"),
+    )
+}
+
+/// A response without the field a check wants (`body`): not JSON at all, or JSON without it.
+pub(crate) fn missing_field(
+    operation: &str,
+    r: &HttpResponse,
+    wanted: &str,
+) -> (ErrorKind, String) {
+    let what = match r.json() {
+        None if r.body.is_empty() => "the response body is empty".to_string(),
+        None => format!("the response is not JSON ({} bytes)", r.body.len()),
+        Some(_) => format!("the response has no {wanted}"),
+    };
+    (ErrorKind::Body, format!("{operation}: {what}"))
+}
+
 impl Workload for ApiWorkload {
     async fn setup(&self, vu: &mut Vu) -> anyhow::Result<()> {
         // upstream logs the health status and carries on whatever it is
@@ -100,7 +167,10 @@ impl Workload for ApiWorkload {
             vu.check("VM list has data", field(&body, "data").is_some()),
             vu.latency_check("VM list response time < 500ms", r.timings.duration < 500.0),
         ]);
-        vu.rate(self.errors, !ok);
+        record_group(vu, self.errors, &r, ok, || match r.status {
+            200 => missing_field("GET /api/v1/vms", &r, "\"data\""),
+            other => wrong_status("GET /api/v1/vms", other, "200"),
+        });
         if !ok {
             vu.add(self.failed_requests, 1.0);
         }
@@ -129,7 +199,9 @@ impl Workload for ApiWorkload {
                 r.timings.duration < 300.0,
             ),
         ]);
-        vu.rate(self.errors, !ok);
+        record_group(vu, self.errors, &r, ok, || {
+            wrong_status("GET /api/v1/vms/{id}", r.status, "200 or 404")
+        });
         vu.trend(self.api_latency, r.timings.duration);
         vu.sleep(Duration::from_millis(500)).await;
 
@@ -157,7 +229,10 @@ impl Workload for ApiWorkload {
             vu.check("VM create has id", field(&json, "id").is_some()),
             vu.latency_check("VM create time < 2s", wall_ms < 2000.0),
         ]);
-        vu.rate(self.errors, !ok);
+        record_group(vu, self.errors, &r, ok, || match r.status {
+            201 => missing_field("POST /api/v1/vms", &r, "\"id\""),
+            other => wrong_status("POST /api/v1/vms", other, "201"),
+        });
         if !ok {
             vu.add(self.failed_requests, 1.0);
         }
@@ -187,7 +262,9 @@ impl Workload for ApiWorkload {
                     r.timings.duration < 400.0,
                 ),
             ]);
-            vu.rate(self.errors, !ok);
+            record_group(vu, self.errors, &r, ok, || {
+                wrong_status("PATCH /api/v1/vms/{id}", r.status, "200")
+            });
             vu.trend(self.api_latency, r.timings.duration);
             vu.sleep(Duration::from_millis(500)).await;
 
@@ -202,7 +279,9 @@ impl Workload for ApiWorkload {
                 )
                 .await;
             let ok = vu.check("VM delete status 204", r.status == 204);
-            vu.rate(self.errors, !ok);
+            record_group(vu, self.errors, &r, ok, || {
+                wrong_status("DELETE /api/v1/vms/{id}", r.status, "204")
+            });
         }
 
         // 5. think
@@ -226,7 +305,9 @@ impl Workload for ApiWorkload {
                 r.timings.duration < 600.0,
             ),
         ]);
-        vu.rate(self.errors, !ok);
+        record_group(vu, self.errors, &r, ok, || {
+            wrong_status("GET /api/v1/vms?zone&status", r.status, "200")
+        });
         vu.trend(self.api_latency, r.timings.duration);
         vu.sleep(Duration::from_secs(1)).await;
 
@@ -245,7 +326,9 @@ impl Workload for ApiWorkload {
             "VM metrics status 200 or 404",
             r.status == 200 || r.status == 404,
         );
-        vu.rate(self.errors, !ok);
+        record_group(vu, self.errors, &r, ok, || {
+            wrong_status("GET /api/v1/vms/{id}/metrics", r.status, "200 or 404")
+        });
         vu.sleep(Duration::from_secs(1)).await;
     }
 }

@@ -1,8 +1,12 @@
 //! The database workload, `--db-mode api`: spec §1.4 through the REST API, request for request,
 //! with upstream defects fixed: `db_errors` counts successes too (B1) and setup reports how
 //! many seed VMs it actually created (B13). Latencies are wall-clock, as upstream (B14), and
-//! every operation also lands on the live `db.client.operation.duration` histogram.
+//! every operation also lands on the live `db.client.operation.duration` histogram. A
+//! `db_errors` failure on a failed request is that request's (kind and reason recorded by
+//! [`Vu::request`]); one on a response that arrived is tagged `check` or `body` with its reason
+//! ([`record_group`]).
 
+use super::api::{missing_field, record_group, wrong_status};
 use super::endpoints::{Endpoints, field, id_string, truthy};
 use super::{Req, Vu, Workload};
 use crate::metrics::{Contains, MetricId, MetricKind, Registry};
@@ -164,7 +168,10 @@ impl Workload for DbWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
+        record_group(vu, self.db_errors, &r, ok, || match r.status {
+            200 => missing_field("GET /api/v1/vms?limit", &r, "\"data\" array"),
+            other => wrong_status("GET /api/v1/vms?limit", other, "200"),
+        });
         self.account(vu, Op::Read, ms, 1.0);
         vu.sleep(half).await;
 
@@ -178,7 +185,9 @@ impl Workload for DbWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
+        record_group(vu, self.db_errors, &r, ok, || {
+            wrong_status("GET /api/v1/vms?complex", r.status, "200")
+        });
         self.account(vu, Op::Query, ms, 1.0);
         vu.sleep(half).await;
 
@@ -207,7 +216,10 @@ impl Workload for DbWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
+        record_group(vu, self.db_errors, &r, ok, || match r.status {
+            201 => missing_field("POST /api/v1/vms", &r, "\"id\""),
+            other => wrong_status("POST /api/v1/vms", other, "201"),
+        });
         self.account(vu, Op::Write, ms, 1.0);
         let new_id = field(&v, "id").filter(|x| truthy(Some(x))).map(id_string);
         vu.sleep(half).await;
@@ -223,7 +235,9 @@ impl Workload for DbWorkload {
             ]
             .iter()
             .all(|b| *b);
-            vu.rate(self.db_errors, !ok);
+            record_group(vu, self.db_errors, &r, ok, || {
+                wrong_status("PATCH /api/v1/vms/{id}", r.status, "200")
+            });
             self.account(vu, Op::Write, ms, 1.0);
         }
         vu.sleep(half).await;
@@ -248,7 +262,10 @@ impl Workload for DbWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
+        record_group(vu, self.db_errors, &r, ok, || match r.status {
+            200 => missing_field("GET /api/v1/vms/stats/aggregate", &r, "\"total_vms\""),
+            other => wrong_status("GET /api/v1/vms/stats/aggregate", other, "200"),
+        });
         self.account(vu, Op::Query, ms, 1.0);
         vu.sleep(half).await;
 
@@ -270,7 +287,9 @@ impl Workload for DbWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
+        record_group(vu, self.db_errors, &r, ok, || {
+            wrong_status("GET /api/v1/vms/search", r.status, "200")
+        });
         self.account(vu, Op::Query, ms, 1.0);
         vu.sleep(half).await;
 
@@ -293,7 +312,9 @@ impl Workload for DbWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.db_errors, !ok);
+        record_group(vu, self.db_errors, &r, ok, || {
+            wrong_status("POST /api/v1/vms/batch", r.status, "200 or 201")
+        });
         self.account(vu, Op::Write, ms, 3.0);
         vu.sleep(Duration::from_secs(1)).await;
 
@@ -311,7 +332,9 @@ impl Workload for DbWorkload {
                 )
                 .await;
             let ok = vu.check("Rapid query OK", r.status == 200);
-            vu.rate(self.db_errors, !ok);
+            record_group(vu, self.db_errors, &r, ok, || {
+                wrong_status("GET /api/v1/vms?offset", r.status, "200")
+            });
             self.account(vu, Op::Read, ms, 1.0);
             vu.sleep(Duration::from_millis(100)).await;
         }

@@ -20,6 +20,8 @@
 //! | 8 rapid reads | 5 × `SELECT … OFFSET $1 LIMIT 10` | read | `Rapid query OK` |
 //!
 //! Check names are upstream's with "status 200/201" replaced by "ok" (there is no HTTP status).
+//! The `< Nms` checks are latency checks as in api mode ([`Vu::latency_check`]): recorded, but a
+//! slow statement does not fail its group — latency is judged by the latency thresholds.
 //! Counters follow upstream: 13 queries per iteration, 14 when the update runs; 9 reads; 4 or 5
 //! writes. `db_errors` records false on success and true on failure (defect B1 fixed), once per
 //! check group; a database error fails the group's checks, never the run.
@@ -40,9 +42,12 @@
 //!
 //! Failed statements: every failure is counted on `db_queries_total` with an `error_kind` tag
 //! (`database` for SQL errors, `timeout` for a pool that had no connection within 30 s,
-//! `connect`/`tls`/`protocol` for a broken connection, which is then dropped), so the summary's
+//! `connect`/`tls`/`protocol` for a broken connection, which is then dropped; `check` for a
+//! statement that worked but returned the wrong thing, e.g. no rows), so the summary's
 //! errors-by-kind table shows them as it shows failed HTTP requests; a failed three-insert
-//! transaction is one failure. Live, each statement is one `novaload_operations_total`
+//! transaction is one failure. Each failure's reason is recorded too: the step, the SQLSTATE
+//! code and the server's message (`DB write (INSERT vms): 23505 duplicate key value violates
+//! unique constraint "vms_pkey"`), redacted. Live, each statement is one `novaload_operations_total`
 //! (`SELECT vms`, `INSERT vms`, `UPDATE vms`; `ACQUIRE vms` for a failed acquire) and each
 //! failure one `novaload_errors_total`.
 //!
@@ -209,6 +214,115 @@ pub fn error_kind(e: &sqlx::Error) -> ErrorKind {
         sqlx::Error::Tls(_) => ErrorKind::Tls,
         sqlx::Error::Protocol(_) => ErrorKind::Protocol,
         _ => ErrorKind::Database,
+    }
+}
+
+/// A failed statement's or connection's reason, on one line: the SQLSTATE code and the
+/// server's message when the server answered (`42P01 relation "vms" does not exist`), else the
+/// driver's text; `password` and URL passwords replaced with `***`.
+pub fn driver_reason(e: &sqlx::Error, password: Option<&str>) -> String {
+    let text = match e.as_database_error() {
+        Some(d) => match d.code() {
+            Some(code) => format!("{code} {}", d.message()),
+            None => d.message().to_string(),
+        },
+        None => e.to_string(),
+    };
+    let mut text = redact_url(&text);
+    if let Some(p) = password.filter(|p| !p.is_empty()) {
+        text = text.replace(p, "***");
+    }
+    text
+}
+
+/// The flag (and variable) a database pre-flight error names.
+const DATABASE_URL_FIELD: &str = "--database-url (DATABASE_URL)";
+
+/// Opens one connection to `database_url` within `timeout` and closes it: the pre-flight of a
+/// direct-mode run, so that an unreachable or misconfigured database stops the run at once with
+/// a config error naming `--database-url (DATABASE_URL)`, the driver's reason (redacted: never
+/// the password) and the fix — instead of every VU waiting 30 s for "pool timed out".
+pub async fn preflight(
+    database_url: &str,
+    timeout: Duration,
+) -> Result<(), crate::error::ConfigError> {
+    use crate::error::ConfigError;
+    let password = url::Url::parse(database_url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string));
+    let password = password.as_deref();
+    let options = PgConnectOptions::from_str(database_url).map_err(|e| {
+        ConfigError::new(
+            DATABASE_URL_FIELD,
+            format!(
+                "not a valid postgres:// URL: {}",
+                driver_reason(&e, password)
+            ),
+            "give a URL like postgres://user:password@127.0.0.1:5432/novacron",
+        )
+    })?;
+    let target = display_target(database_url);
+    match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(Ok(conn)) => {
+            // a polite goodbye, bounded too: the check already passed
+            let _ = tokio::time::timeout(timeout, sqlx::Connection::close(conn)).await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ConfigError::new(
+            DATABASE_URL_FIELD,
+            format!(
+                "cannot connect to {target}: {}",
+                driver_reason(&e, password)
+            ),
+            preflight_fix(&e),
+        )),
+        Err(_) => Err(ConfigError::new(
+            DATABASE_URL_FIELD,
+            format!(
+                "no connection to {target} within {:.0?} (no answer from the server)",
+                timeout
+            ),
+            "check the host and port in the URL, and that the server accepts connections from \
+             this machine (listen_addresses, pg_hba.conf, firewall)",
+        )),
+    }
+}
+
+/// What to do about a failed pre-flight connection, by SQLSTATE code or error class.
+fn preflight_fix(e: &sqlx::Error) -> &'static str {
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.code().map(|c| c.into_owned()));
+    match code.as_deref() {
+        // invalid_password, invalid_authorization_specification
+        Some("28P01" | "28000") => {
+            "check the user and password in the URL (and the server's pg_hba.conf for this host)"
+        }
+        // invalid_catalog_name: the database does not exist
+        Some("3D000") => {
+            "create the database (createdb NAME) or name an existing one in the URL's path"
+        }
+        // too_many_connections
+        Some("53300") => "the server is at max_connections: wait, or raise max_connections",
+        Some(_) => "check the URL's user, database and options against the server",
+        None => match e {
+            sqlx::Error::Io(_) => {
+                "start PostgreSQL, or fix the host and port in the URL \
+                 (e.g. postgres://user:password@127.0.0.1:5432/novacron)"
+            }
+            sqlx::Error::Tls(_) => {
+                "check sslmode and the server's certificate (sslrootcert) in the URL"
+            }
+            _ => "check that the URL points at a PostgreSQL server (host, port, sslmode)",
+        },
+    }
+}
+
+/// "updated 0 rows, expected 1" for an UPDATE that did not change exactly its one row.
+fn rows_not_one(rows: Option<&u64>) -> String {
+    match rows {
+        Some(n) => format!("updated {n} rows, expected 1"),
+        None => "failed".into(),
     }
 }
 
@@ -530,27 +644,19 @@ impl DbDirectWorkload {
 
     /// Records one check group's outcome: `db_errors`, the query counters (`n` statements
     /// attempted) and the latency when the statements ran (not after a failed acquire, which
-    /// `db_pool_acquire_time` already shows). A failed group with an error (`error`) counts one
-    /// of its statements on `db_queries_total` tagged with the error kind: the summary's
-    /// errors-by-kind table.
-    fn account(
-        &self,
-        vu: &Vu,
-        op: Op,
-        ms: f64,
-        n: f64,
-        group_failed: bool,
-        error: Option<ErrorKind>,
-    ) {
+    /// `db_pool_acquire_time` already shows). A failed group (`failure`: kind and reason, from
+    /// [`Self::failure`]) counts one of its statements on `db_queries_total` tagged with the
+    /// kind — the summary's errors-by-kind table — and records the reason.
+    fn account(&self, vu: &Vu, op: Op, ms: f64, n: f64, failure: Option<(ErrorKind, String)>) {
         let (trend, counter) = match op {
             Op::Read => (self.read_latency, self.reads),
             Op::Query => (self.query_latency, self.reads),
             Op::Write => (self.write_latency, self.writes),
         };
-        let clean = if error.is_some() { n - 1.0 } else { n };
+        let clean = if failure.is_some() { n - 1.0 } else { n };
         // one lock and one hash for the group's samples
         let mut values = [
-            (self.db_errors, if group_failed { 1.0 } else { 0.0 }),
+            (self.db_errors, if failure.is_some() { 1.0 } else { 0.0 }),
             (counter, n),
             (trend, ms),
             (self.queries, clean),
@@ -565,13 +671,37 @@ impl DbDirectWorkload {
             len += 1;
         }
         vu.rec.record_many(&vu.tags, &values[..len]);
-        if let Some(kind) = error {
+        if let Some((kind, reason)) = failure {
             let tags = Tags {
                 error_kind: Some(kind),
                 ..vu.tags.clone()
             };
             vu.rec.record(self.queries, 1.0, &tags);
+            vu.rec.record_reason(kind, &reason);
         }
+    }
+
+    /// Why a check group failed, as (kind, reason): the statement's error (its kind; the
+    /// SQLSTATE code and the server's message, see [`Self::reason`]), or — the statement
+    /// worked but its result did not — `check` with what was wrong (`wrong` is called only
+    /// then). `step` names the group, e.g. `DB write (INSERT vms)`.
+    fn failure(
+        &self,
+        step: &str,
+        error: Option<&sqlx::Error>,
+        wrong: impl FnOnce() -> String,
+    ) -> (ErrorKind, String) {
+        match error {
+            Some(e) => (error_kind(e), format!("{step}: {}", self.reason(e))),
+            None => (ErrorKind::Check, format!("{step}: {}", wrong())),
+        }
+    }
+
+    /// A failed statement's reason: the SQLSTATE code and the server's message (`23505
+    /// duplicate key value violates unique constraint "vms_pkey"`), or the driver's text for
+    /// errors without one (connection, pool); the URL's password cut out.
+    fn reason(&self, e: &sqlx::Error) -> String {
+        driver_reason(e, self.password.as_deref())
     }
 
     /// Logs a failed statement (redacted; never the URL).
@@ -665,11 +795,16 @@ impl DbDirectWorkload {
                 "DB read has results",
                 r.as_ref().is_ok_and(|rows| !rows.is_empty()),
             ),
-            vu.check("DB read < 200ms", r.is_ok() && ms < 200.0),
+            vu.latency_check("DB read < 200ms", r.is_ok() && ms < 200.0),
         ]
         .iter()
         .all(|b| *b);
-        self.account(vu, Op::Read, ms, 1.0, !ok, r.as_ref().err().map(error_kind));
+        let failure = (!ok).then(|| {
+            self.failure("DB read (SELECT vms)", r.as_ref().err(), || {
+                "returned no rows".into()
+            })
+        });
+        self.account(vu, Op::Read, ms, 1.0, failure);
         self.think(vu, 500).await;
 
         // 2. complex query
@@ -680,18 +815,16 @@ impl DbDirectWorkload {
             .await;
         let ok = [
             vu.check("Complex query ok", r.is_ok()),
-            vu.check("Complex query < 300ms", r.is_ok() && ms < 300.0),
+            vu.latency_check("Complex query < 300ms", r.is_ok() && ms < 300.0),
         ]
         .iter()
         .all(|b| *b);
-        self.account(
-            vu,
-            Op::Query,
-            ms,
-            1.0,
-            !ok,
-            r.as_ref().err().map(error_kind),
-        );
+        let failure = (!ok).then(|| {
+            self.failure("Complex query (SELECT vms)", r.as_ref().err(), || {
+                "failed".into()
+            })
+        });
+        self.account(vu, Op::Query, ms, 1.0, failure);
         self.think(vu, 500).await;
 
         // 3. write (tags as a JSON array, as upstream sends)
@@ -723,18 +856,16 @@ impl DbDirectWorkload {
         let ok = [
             vu.check("DB write ok", r.is_ok()),
             vu.check("DB write has ID", r.as_ref().is_ok_and(|id| !id.is_empty())),
-            vu.check("DB write < 500ms", r.is_ok() && ms < 500.0),
+            vu.latency_check("DB write < 500ms", r.is_ok() && ms < 500.0),
         ]
         .iter()
         .all(|b| *b);
-        self.account(
-            vu,
-            Op::Write,
-            ms,
-            1.0,
-            !ok,
-            r.as_ref().err().map(error_kind),
-        );
+        let failure = (!ok).then(|| {
+            self.failure("DB write (INSERT vms)", r.as_ref().err(), || {
+                "returned an empty id".into()
+            })
+        });
+        self.account(vu, Op::Write, ms, 1.0, failure);
         let new_id = r.ok().filter(|id| !id.is_empty());
         self.think(vu, 500).await;
 
@@ -751,18 +882,16 @@ impl DbDirectWorkload {
                 .await;
             let ok = [
                 vu.check("DB update ok", r.as_ref().is_ok_and(|n| *n == 1)),
-                vu.check("DB update < 400ms", r.is_ok() && ms < 400.0),
+                vu.latency_check("DB update < 400ms", r.is_ok() && ms < 400.0),
             ]
             .iter()
             .all(|b| *b);
-            self.account(
-                vu,
-                Op::Write,
-                ms,
-                1.0,
-                !ok,
-                r.as_ref().err().map(error_kind),
-            );
+            let failure = (!ok).then(|| {
+                self.failure("DB update (UPDATE vms)", r.as_ref().err(), || {
+                    rows_not_one(r.as_ref().ok())
+                })
+            });
+            self.account(vu, Op::Write, ms, 1.0, failure);
         }
         self.think(vu, 500).await;
 
@@ -778,18 +907,16 @@ impl DbDirectWorkload {
         let ok = [
             vu.check("Aggregation query ok", r.is_ok()),
             vu.check("Aggregation has totals", has_total),
-            vu.check("Aggregation < 500ms", r.is_ok() && ms < 500.0),
+            vu.latency_check("Aggregation < 500ms", r.is_ok() && ms < 500.0),
         ]
         .iter()
         .all(|b| *b);
-        self.account(
-            vu,
-            Op::Query,
-            ms,
-            1.0,
-            !ok,
-            r.as_ref().err().map(error_kind),
-        );
+        let failure = (!ok).then(|| {
+            self.failure("Aggregation (SELECT vms)", r.as_ref().err(), || {
+                "returned no total row (the ROLLUP row with state NULL)".into()
+            })
+        });
+        self.account(vu, Op::Query, ms, 1.0, failure);
         self.think(vu, 500).await;
 
         // 6. search
@@ -798,18 +925,16 @@ impl DbDirectWorkload {
             .await;
         let ok = [
             vu.check("Search query ok", r.is_ok()),
-            vu.check("Search query < 400ms", r.is_ok() && ms < 400.0),
+            vu.latency_check("Search query < 400ms", r.is_ok() && ms < 400.0),
         ]
         .iter()
         .all(|b| *b);
-        self.account(
-            vu,
-            Op::Query,
-            ms,
-            1.0,
-            !ok,
-            r.as_ref().err().map(error_kind),
-        );
+        let failure = (!ok).then(|| {
+            self.failure("Search query (SELECT vms)", r.as_ref().err(), || {
+                "failed".into()
+            })
+        });
+        self.account(vu, Op::Query, ms, 1.0, failure);
         self.think(vu, 500).await;
 
         // 7. batch: three inserts in one transaction (upstream reuses the same three names)
@@ -837,26 +962,29 @@ impl DbDirectWorkload {
         }
         let ok = [
             vu.check("Transaction ok", r.is_ok()),
-            vu.check("Transaction < 1000ms", r.is_ok() && ms < 1000.0),
+            vu.latency_check("Transaction < 1000ms", r.is_ok() && ms < 1000.0),
         ]
         .iter()
         .all(|b| *b);
         // a failed transaction is one failure, however many of its inserts ran
-        self.account(
-            vu,
-            Op::Write,
-            ms,
-            3.0,
-            !ok,
-            r.as_ref().err().map(error_kind),
-        );
+        let failure = (!ok).then(|| {
+            self.failure("Transaction (3 × INSERT vms)", r.as_ref().err(), || {
+                "failed".into()
+            })
+        });
+        self.account(vu, Op::Write, ms, 3.0, failure);
         self.think(vu, 1000).await;
 
         // 8. rapid paged reads
         for i in 0..5_i64 {
             let (r, ms) = self.select(vu, lease, sql::PAGE, |q| q.bind(i * 10)).await;
             let ok = vu.check("Rapid query OK", r.is_ok());
-            self.account(vu, Op::Read, ms, 1.0, !ok, r.as_ref().err().map(error_kind));
+            let failure = (!ok).then(|| {
+                self.failure("Rapid query (SELECT vms)", r.as_ref().err(), || {
+                    "failed".into()
+                })
+            });
+            self.account(vu, Op::Read, ms, 1.0, failure);
             self.think(vu, 100).await;
         }
 
@@ -877,7 +1005,13 @@ impl DbDirectWorkload {
             "Point read ok",
             r.as_ref().is_ok_and(|rows| rows.len() == 1),
         );
-        self.account(vu, Op::Read, ms, 1.0, !ok, r.as_ref().err().map(error_kind));
+        let failure = (!ok).then(|| {
+            self.failure("Point read (SELECT vms)", r.as_ref().err(), || {
+                let rows = r.as_ref().map(Vec::len).unwrap_or(0);
+                format!("returned {rows} rows, expected 1 (are the seed VMs there?)")
+            })
+        });
+        self.account(vu, Op::Read, ms, 1.0, failure);
     }
 
     async fn iteration_select_only(&self, vu: &mut Vu, lease: &mut Lease) {
@@ -896,14 +1030,12 @@ impl DbDirectWorkload {
             })
             .await;
         let ok = vu.check("Point update ok", r.as_ref().is_ok_and(|n| *n == 1));
-        self.account(
-            vu,
-            Op::Write,
-            ms,
-            1.0,
-            !ok,
-            r.as_ref().err().map(error_kind),
-        );
+        let failure = (!ok).then(|| {
+            self.failure("Point update (UPDATE vms)", r.as_ref().err(), || {
+                rows_not_one(r.as_ref().ok())
+            })
+        });
+        self.account(vu, Op::Write, ms, 1.0, failure);
     }
 
     /// Creates the schema when `vms` is missing. A failure here (no connection, no rights) is a
@@ -1086,6 +1218,7 @@ mod tests {
         let settings = crate::workload::ClientSettings {
             tls: None,
             request_timeout: Duration::from_secs(1),
+            ..Default::default()
         };
         let telemetry = crate::telemetry::Telemetry::disabled();
         let mut vu = Vu::new(1, labels, rec, telemetry, settings, Default::default());

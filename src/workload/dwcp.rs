@@ -4,7 +4,16 @@
 //! of migrations in flight is measured (`dwcp_concurrent_migrations`) so "1,000 concurrent"
 //! is a threshold, not an assumption. One span covers each migration, POST to completion,
 //! with a `phase` event whenever the polled phase changes.
+//!
+//! Every `dwcp_errors` failure is explained. A failed request is counted (with its kind and
+//! reason) by [`Vu::request`]; every other failure — a response without what the checks want,
+//! a migration that failed, lost data or never completed, a `/stream` handshake refused
+//! (`status`, with the HTTP status), unreachable (`connect`), untrusted (`tls`) or timed out,
+//! a stream frame that is not JSON or lacks a field, an abnormal close — tags its `true`
+//! sample with a kind for the summary's errors-by-kind table and records its message
+//! ([`record_failure`]).
 
+use super::api::{missing_field, record_failure, record_group, wrong_status};
 use super::endpoints::{Endpoints, field, id_string, truthy};
 use super::{Req, Vu, Workload};
 use crate::error::ErrorKind;
@@ -17,10 +26,68 @@ use rand::Rng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 const ZONES: [&str; 3] = ["us-west-1", "us-east-1", "eu-west-1"];
+
+/// k6's fixed WebSocket handshake timeout, for the `/stream` socket.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The kind and reason of a failed `/stream` handshake: a refused upgrade is `status` with the
+/// HTTP status, an unreachable server `connect`, a certificate problem `tls`, the rest
+/// `protocol`.
+fn handshake_failure(e: &WsError) -> (ErrorKind, String) {
+    match e {
+        WsError::Http(resp) => {
+            let status = resp.status();
+            (
+                ErrorKind::Status,
+                format!(
+                    "DWCP stream handshake: HTTP {} {}",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                )
+                .trim_end()
+                .to_string(),
+            )
+        }
+        WsError::Io(io) => (ErrorKind::Connect, format!("DWCP stream handshake: {io}")),
+        WsError::Tls(tls) => (ErrorKind::Tls, format!("DWCP stream handshake: TLS: {tls}")),
+        other => (
+            ErrorKind::Protocol,
+            format!("DWCP stream handshake: {other}"),
+        ),
+    }
+}
+
+/// The kind and reason of a stream frame that failed its checks: not a JSON object (`body`),
+/// or an object without `type`/`timestamp` (`check`).
+fn bad_frame(v: Option<&serde_json::Value>) -> (ErrorKind, String) {
+    let Some(v) = v else {
+        return (
+            ErrorKind::Body,
+            "DWCP stream frame is not a JSON object".into(),
+        );
+    };
+    let missing: Vec<&str> = ["type", "timestamp"]
+        .into_iter()
+        .filter(|k| v.get(k).is_none())
+        .collect();
+    (
+        ErrorKind::Check,
+        format!("DWCP stream frame has no \"{}\"", missing.join("\", \"")),
+    )
+}
+
+/// `: reason` of a close frame, or nothing when the server gave none.
+fn close_reason(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reason})")
+    }
+}
 
 pub struct DwcpWorkload {
     ep: Endpoints,
@@ -100,9 +167,10 @@ impl DwcpWorkload {
         let mut req = match url.as_str().into_client_request() {
             Ok(r) => r,
             Err(e) => {
-                vu.rate(self.dwcp_errors, true);
+                let message = format!("DWCP stream: bad URL: {e}");
+                record_failure(vu, self.dwcp_errors, ErrorKind::Other, &message);
                 vu.error("dwcp stream", ErrorKind::Other);
-                span.end(Some(&format!("bad stream URL: {e}")));
+                span.end(Some(&message));
                 return;
             }
         };
@@ -117,24 +185,28 @@ impl DwcpWorkload {
         {
             req.headers_mut().insert("traceparent", tp);
         }
-        let connect = tokio::time::timeout(
-            Duration::from_secs(60),
-            tokio_tungstenite::connect_async(req),
-        )
-        .await;
+        let connect =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(req)).await;
         let mut socket = match connect {
             Ok(Ok((s, _))) => s,
             Ok(Err(e)) => {
                 // upstream silently ignores a failed handshake; an unreachable stream is an error
-                vu.rate(self.dwcp_errors, true);
-                vu.error("dwcp stream", ErrorKind::Protocol);
-                span.end(Some(&format!("handshake failed: {e}")));
+                let (kind, message) = handshake_failure(&e);
+                record_failure(vu, self.dwcp_errors, kind, &message);
+                vu.error("dwcp stream", kind);
+                span.set_attribute("error.type", AttrValue::Static(kind.as_str()));
+                span.end(Some(&message));
                 return;
             }
             Err(_) => {
-                vu.rate(self.dwcp_errors, true);
+                let message = format!(
+                    "DWCP stream handshake timed out after {}s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                );
+                record_failure(vu, self.dwcp_errors, ErrorKind::Timeout, &message);
                 vu.error("dwcp stream", ErrorKind::Timeout);
-                span.end(Some("handshake timed out"));
+                span.set_attribute("error.type", AttrValue::Static("timeout"));
+                span.end(Some(&message));
                 return;
             }
         };
@@ -147,6 +219,7 @@ impl DwcpWorkload {
         let _ = socket.send(Message::text(sub)).await;
         let until = tokio::time::Instant::now() + self.stream_for;
         let mut frames = 0u64;
+        let mut error: Option<String> = None;
         loop {
             let next = tokio::select! {
                 m = socket.next() => m,
@@ -171,12 +244,33 @@ impl DwcpWorkload {
                     ]
                     .iter()
                     .all(|b| *b);
-                    vu.rate(self.dwcp_errors, !ok);
+                    if ok {
+                        vu.rate(self.dwcp_errors, false);
+                    } else {
+                        let (kind, message) = bad_frame(v.as_ref());
+                        record_failure(vu, self.dwcp_errors, kind, &message);
+                    }
+                }
+                Some(Ok(Message::Close(Some(frame))))
+                    if !matches!(u16::from(frame.code), 1000 | 1001) =>
+                {
+                    // the server ended the stream abnormally before our 5 s were up
+                    let message = format!(
+                        "DWCP stream closed by the server with code {}{}",
+                        u16::from(frame.code),
+                        close_reason(&frame.reason)
+                    );
+                    record_failure(vu, self.dwcp_errors, ErrorKind::Protocol, &message);
+                    vu.error("dwcp stream", ErrorKind::Protocol);
+                    error = Some(message);
+                    break;
                 }
                 Some(Ok(_)) => {}
-                Some(Err(_)) => {
-                    vu.rate(self.dwcp_errors, true);
+                Some(Err(e)) => {
+                    let message = format!("DWCP stream: {e}");
+                    record_failure(vu, self.dwcp_errors, ErrorKind::Protocol, &message);
                     vu.error("dwcp stream", ErrorKind::Protocol);
+                    error = Some(message);
                     break;
                 }
                 None => break,
@@ -184,7 +278,10 @@ impl DwcpWorkload {
         }
         let _ = socket.close(None).await;
         span.set_attribute("novaload.ws.frames_received", AttrValue::I64(frames as i64));
-        span.end(None);
+        if error.is_some() {
+            span.set_attribute("error.type", AttrValue::Static("protocol"));
+        }
+        span.end(error.as_deref());
     }
 }
 
@@ -257,7 +354,10 @@ impl Workload for DwcpWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.dwcp_errors, !ok);
+        record_group(vu, self.dwcp_errors, &r, ok, || match r.status {
+            202 => missing_field("POST /api/v1/dwcp/migrations", &r, "\"job_id\""),
+            other => wrong_status("POST /api/v1/dwcp/migrations", other, "202"),
+        });
         if !ok {
             vu.add(self.failed_migrations, 1.0);
         }
@@ -316,7 +416,18 @@ impl Workload for DwcpWorkload {
                             ]
                             .iter()
                             .all(|b| *b);
-                            vu.rate(self.dwcp_errors, !ok);
+                            if ok {
+                                vu.rate(self.dwcp_errors, false);
+                            } else {
+                                let data_loss = field(&v, "data_loss")
+                                    .map(|d| d.to_string())
+                                    .unwrap_or_else(|| "missing".into());
+                                let message = format!(
+                                    "DWCP migration completed with data_loss {data_loss} \
+                                     (expected false)"
+                                );
+                                record_failure(vu, self.dwcp_errors, ErrorKind::Check, &message);
+                            }
                             let trace = migration.sampled_trace_id();
                             vu.tel.record_migration(
                                 &vu.labels,
@@ -329,7 +440,11 @@ impl Workload for DwcpWorkload {
                             break;
                         }
                         Some("failed") => {
-                            vu.rate(self.dwcp_errors, true);
+                            let message = match field(&v, "error").and_then(|e| e.as_str()) {
+                                Some(e) => format!("DWCP migration failed: {e}"),
+                                None => "DWCP migration failed (status \"failed\")".to_string(),
+                            };
+                            record_failure(vu, self.dwcp_errors, ErrorKind::Check, &message);
                             vu.add(self.failed_migrations, 1.0);
                             vu.tel.record_migration(&vu.labels, "failed", None, None);
                             outcome = Some("failed");
@@ -341,7 +456,16 @@ impl Workload for DwcpWorkload {
                 vu.sleep(self.poll_every).await;
             }
             if outcome.is_none() && !vu.stop.is_cancelled() {
-                vu.rate(self.dwcp_errors, true);
+                let phase = if last_phase.is_empty() {
+                    "none reported".to_string()
+                } else {
+                    last_phase.clone()
+                };
+                let message = format!(
+                    "DWCP migration not completed after {} polls {:.0?} apart (last phase: {phase})",
+                    self.max_polls, self.poll_every
+                );
+                record_failure(vu, self.dwcp_errors, ErrorKind::Timeout, &message);
                 vu.add(self.failed_migrations, 1.0);
                 vu.tel.record_migration(&vu.labels, "timeout", None, None);
                 outcome = Some("timeout");
@@ -380,7 +504,10 @@ impl Workload for DwcpWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.dwcp_errors, !ok);
+        record_group(vu, self.dwcp_errors, &r, ok, || match r.status {
+            200 => missing_field("GET /api/v1/dwcp/stats", &r, "\"active_migrations\""),
+            other => wrong_status("GET /api/v1/dwcp/stats", other, "200"),
+        });
         vu.sleep(Duration::from_secs(1)).await;
 
         // 6. the progress stream
@@ -411,7 +538,14 @@ impl Workload for DwcpWorkload {
         ]
         .iter()
         .all(|b| *b);
-        vu.rate(self.dwcp_errors, !ok);
+        record_group(vu, self.dwcp_errors, &r, ok, || match r.status {
+            200 => missing_field(
+                "GET /api/v1/dwcp/migrations?status",
+                &r,
+                "\"migrations\" array",
+            ),
+            other => wrong_status("GET /api/v1/dwcp/migrations?status", other, "200"),
+        });
         vu.sleep(Duration::from_secs(1)).await;
     }
 }

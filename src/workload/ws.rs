@@ -38,6 +38,7 @@
 //! Memory: one task per connection (the VU's own), a 4 KiB read buffer, eager writes, 64 KiB
 //! message limit, timers polled in one `select!` loop; nothing else per connection.
 
+use super::api::record_failure;
 use super::{Vu, Workload};
 use crate::error::{ConfigError, ErrorKind};
 use crate::metrics::{Contains, MetricId, MetricKind, Recorder, Registry, Tags};
@@ -93,6 +94,8 @@ pub const SLEEP_AFTER_SESSION: Duration = Duration::from_secs(1);
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// A frame is "recent" when |receive time − timestamp| is below this (ms).
 pub const RECENT_MS: f64 = 5000.0;
+/// How much of a refused upgrade's response body goes into the failure's reason.
+const UPGRADE_BODY_CHARS: usize = 120;
 
 /// Per-connection buffers: small on purpose (target ≤ 16 KiB client memory per idle connection).
 pub fn websocket_config() -> WebSocketConfig {
@@ -365,18 +368,26 @@ impl WsWorkload {
         if let Some(v) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
             h.insert("traceparent", v);
         }
+        // messages name host:port, never the URL (its query carries the token)
+        let peer = format!("{}:{}", self.host, self.port);
         let tcp = self
             .tcp()
             .await
-            .map_err(|e| (0, ErrorKind::Connect, format!("connect: {e}")))?;
+            .map_err(|e| (0, ErrorKind::Connect, format!("connect to {peer}: {e}")))?;
         let stream = match &self.tls {
             Some(tls) if self.secure => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| (0, ErrorKind::Tls, format!("server name: {e}")))?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| {
+                        (
+                            0,
+                            ErrorKind::Tls,
+                            format!("TLS server name {}: {e}", self.host),
+                        )
+                    })?;
                 let s = tls
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| (0, ErrorKind::Tls, format!("tls: {e}")))?;
+                    .map_err(|e| (0, ErrorKind::Tls, format!("TLS handshake with {peer}: {e}")))?;
                 Stream::Tls(Box::new(s))
             }
             _ => Stream::Plain(tcp),
@@ -386,12 +397,35 @@ impl WsWorkload {
         {
             Ok((ws, _resp)) => Ok(ws),
             Err(WsError::Http(resp)) => {
-                let status = resp.status().as_u16();
-                Err((status, ErrorKind::Status, format!("HTTP {status}")))
+                let status = resp.status();
+                let mut msg = format!(
+                    "WebSocket upgrade refused by {peer}: HTTP {} {}",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                );
+                // the server's own words, when it sent some ("invalid token")
+                if let Some(body) = resp.body().as_deref().map(String::from_utf8_lossy) {
+                    let body = body.trim();
+                    if !body.is_empty() {
+                        msg.push_str(": ");
+                        msg.extend(body.chars().take(UPGRADE_BODY_CHARS));
+                    }
+                }
+                Err((status.as_u16(), ErrorKind::Status, msg))
             }
-            Err(WsError::Io(e)) => Err((0, ErrorKind::Connect, format!("handshake: {e}"))),
-            Err(WsError::Tls(e)) => Err((0, ErrorKind::Tls, format!("tls: {e}"))),
-            Err(e) => Err((0, ErrorKind::Protocol, format!("handshake: {e}"))),
+            Err(WsError::Io(e)) => Err((
+                0,
+                ErrorKind::Connect,
+                format!("WebSocket handshake with {peer}: {e}"),
+            )),
+            Err(WsError::Tls(e)) => {
+                Err((0, ErrorKind::Tls, format!("TLS handshake with {peer}: {e}")))
+            }
+            Err(e) => Err((
+                0,
+                ErrorKind::Protocol,
+                format!("WebSocket handshake with {peer}: {e}"),
+            )),
         }
     }
 
@@ -407,7 +441,12 @@ impl WsWorkload {
         let v: serde_json::Value = match serde_json::from_str(text) {
             // JSON.parse throws, or the checks throw on `null.type`: ws_errors, no check samples
             Ok(serde_json::Value::Null) | Err(_) => {
-                vu.rate(self.m.errors, true);
+                record_failure(
+                    vu,
+                    self.m.errors,
+                    ErrorKind::Body,
+                    "WebSocket frame is not a JSON object",
+                );
                 vu.error("ws.message", ErrorKind::Body);
                 return;
             }
@@ -431,8 +470,11 @@ impl WsWorkload {
         };
         let ok_recent = vu.check(check::TIMESTAMP_RECENT, recent);
         let all = ok_type && ok_channel && ok_has_ts && ok_recent;
-        vu.rate(self.m.errors, !all);
-        if !all {
+        if all {
+            vu.rate(self.m.errors, false);
+        } else {
+            let message = bad_frame(&v, ok_has_ts);
+            record_failure(vu, self.m.errors, ErrorKind::Check, &message);
             vu.error("ws.message", ErrorKind::Check);
         }
     }
@@ -513,11 +555,17 @@ impl WsWorkload {
                     Some(Ok(Message::Close(frame))) => {
                         // tungstenite queued the echo of the server's code; flush it out
                         let _ = ws.flush().await;
-                        let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+                        let reason = frame.as_ref().map(|f| f.reason.as_str()).unwrap_or("");
+                        let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
                         return if matches!(code, 1000 | 1001) {
                             SessionEnd::ServerClosed(code)
+                        } else if reason.is_empty() {
+                            SessionEnd::Error(code, format!("closed by the server with code {code}"))
                         } else {
-                            SessionEnd::Error(code, format!("server closed with {code}"))
+                            SessionEnd::Error(
+                                code,
+                                format!("closed by the server with code {code} ({reason})"),
+                            )
                         };
                     }
                     // binary frames have no handler upstream; pings are answered by tungstenite
@@ -541,7 +589,7 @@ impl WsWorkload {
         }
     }
 
-    fn handshake_failed(&self, vu: &Vu, status: u16, kind: ErrorKind) {
+    fn handshake_failed(&self, vu: &Vu, status: u16, kind: ErrorKind, message: &str) {
         let tags = Tags {
             status: Some(status),
             error_kind: Some(kind),
@@ -551,6 +599,7 @@ impl WsWorkload {
         vu.rec.record(self.m.success, 0.0, &tags);
         vu.rate(self.m.errors, true);
         vu.error("ws.connect", kind);
+        vu.rec.record_reason(kind, message);
     }
 }
 
@@ -576,13 +625,18 @@ impl Workload for WsWorkload {
                 Err(_) => Err((
                     0,
                     ErrorKind::Timeout,
-                    "handshake timed out after 60s".into(),
+                    format!(
+                        "WebSocket handshake with {}:{}: no answer within {}s",
+                        self.host,
+                        self.port,
+                        HANDSHAKE_TIMEOUT.as_secs()
+                    ),
                 )),
             };
         match conn {
             Err((status, kind, msg)) => {
                 vu.check(check::ESTABLISHED, false);
-                self.handshake_failed(vu, status, kind);
+                self.handshake_failed(vu, status, kind, &msg);
                 vu.tel
                     .record_ws_connect(&vu.labels, false, None, trace.as_deref());
                 span.set_attribute("error.type", AttrValue::Static(kind.as_str()));
@@ -625,6 +679,10 @@ impl Workload for WsWorkload {
                         vu.rec.record(self.m.failed, 1.0, &tags);
                         vu.rate(self.m.errors, true);
                         vu.error("ws.session", ErrorKind::Protocol);
+                        vu.rec.record_reason(
+                            ErrorKind::Protocol,
+                            &format!("WebSocket session with {}:{}: {msg}", self.host, self.port),
+                        );
                         drop(guard);
                         span.set_attribute("error.type", AttrValue::Static("protocol"));
                         span.end(Some(&msg));
@@ -721,6 +779,25 @@ async fn close(ws: &mut WebSocketStream<Stream>) {
         while let Some(Ok(_)) = ws.next().await {}
     })
     .await;
+}
+
+/// Why a parsed frame failed its checks (one message per combination, so the reasons stay few):
+/// the fields it lacks, or a timestamp that is unreadable or not recent.
+fn bad_frame(v: &serde_json::Value, has_timestamp: bool) -> String {
+    let missing: Vec<&str> = ["type", "channel", "timestamp"]
+        .into_iter()
+        .filter(|k| v.get(k).is_none())
+        .collect();
+    if !missing.is_empty() {
+        format!("WebSocket frame has no \"{}\"", missing.join("\", \""))
+    } else if has_timestamp && v.get("timestamp").and_then(timestamp_ms).is_none() {
+        "WebSocket frame timestamp is not a date (epoch ms or ISO-8601)".into()
+    } else {
+        format!(
+            "WebSocket frame timestamp is {} s or more from the receive time",
+            RECENT_MS / 1000.0
+        )
+    }
 }
 
 /// Adds `"traceparent"` to a JSON object when tracing is on; serializes.
