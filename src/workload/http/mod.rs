@@ -192,6 +192,10 @@ pub struct HttpClient {
     /// request's deadline, is re-armed for that one. Deadlines only move later, so it never
     /// fires late, and re-arming happens about once per timeout period instead of per request.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The largest read-buffer capacity and kept-body capacity seen after a read (tests
+    /// check the memory bound against a live server with it).
+    #[cfg(test)]
+    peak_buffers: (usize, usize),
 }
 
 /// How an exchange failed, and whether it is safe to retry on a new connection.
@@ -274,6 +278,8 @@ impl HttpClient {
             user_agent: concat!("novaload/", env!("CARGO_PKG_VERSION")),
             wbuf: Vec::with_capacity(512),
             timer: None,
+            #[cfg(test)]
+            peak_buffers: (0, 0),
         }
     }
 
@@ -531,7 +537,16 @@ impl HttpClient {
             reads = reads.saturating_add(1);
             let hint = decoder.read_hint(conn.rbuf.len());
             codec::prepare_read(&mut conn.rbuf, hint);
-            if read_more(conn, p).await? == 0 {
+            let n = read_more(conn, p).await?;
+            #[cfg(test)]
+            {
+                let (rbuf, kept) = self.peak_buffers;
+                self.peak_buffers = (
+                    rbuf.max(conn.rbuf.capacity()),
+                    kept.max(decoder.kept_capacity()),
+                );
+            }
+            if n == 0 {
                 break decoder.eof(&mut conn.rbuf).map_err(|mut f| {
                     f.before_response = p.received == 0;
                     f
@@ -890,11 +905,265 @@ mod tests {
         );
         hold.abort();
 
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = free.local_addr().unwrap().port();
-        drop(free);
-        let url: url::Url = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        // a bound socket that does not listen refuses connections, and holding it keeps the
+        // port from being reused meanwhile
+        let closed =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        closed
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let port = closed.local_addr().unwrap().as_socket().unwrap().port();
+        let url: url::Url = format!("http://user:hunter2@127.0.0.1:{port}/")
+            .parse()
+            .unwrap();
         let r = client().send(Method::GET, &url, &[], None).await;
-        assert_eq!(r.error.unwrap().0, ErrorKind::Connect);
+        let (kind, message) = r.error.unwrap();
+        assert_eq!(kind, ErrorKind::Connect, "{message}");
+        assert!(
+            message.starts_with(&format!("connect 127.0.0.1:{port}: "))
+                && message.contains("refused"),
+            "the errno text: {message}"
+        );
+        assert!(
+            !message.contains("hunter2"),
+            "no password in messages: {message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn absurd_lengths_fail_the_request_with_a_reason_and_the_client_recovers() {
+        let (url, _) = raw_server(vec![
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000000\r\n\r\nabc",
+                false,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc",
+                false,
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+        ])
+        .await;
+        let mut c = client();
+        let r = c.send(Method::GET, &url, &[], None).await;
+        let (kind, message) = r.error.unwrap();
+        assert_eq!((r.status, kind), (0, ErrorKind::Protocol), "{message}");
+        assert!(
+            message.contains("Content-Length 1000000000000000000 exceeds"),
+            "{message}"
+        );
+        let r = c.send(Method::GET, &url, &[], None).await;
+        let (kind, message) = r.error.unwrap();
+        assert_eq!(kind, ErrorKind::Protocol, "{message}");
+        assert!(
+            message.contains("chunk size 'ffffffffffffffff' too large"),
+            "{message}"
+        );
+        // the failed connections were dropped; a new one works
+        let r = c.send(Method::GET, &url, &[], None).await;
+        assert_eq!((r.status, &r.body[..]), (200, &b"ok"[..]), "{:?}", r.error);
+    }
+
+    /// A server on 127.0.0.1:0 (on its own thread, so it writes while the client's runtime
+    /// is busy) that answers the first request on each connection with `head` and then body
+    /// bytes as fast as the client takes them, for at most 10 s.
+    fn endless_server(head: &'static [u8], chunked: bool) -> url::Url {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let mut piece = Vec::new();
+            if chunked {
+                piece.extend_from_slice(b"4000\r\n");
+            }
+            piece.extend(std::iter::repeat_n(b'x', 0x4000));
+            if chunked {
+                piece.extend_from_slice(b"\r\n");
+            }
+            let until = Instant::now() + Duration::from_secs(10);
+            if s.write_all(head).is_err() {
+                return;
+            }
+            while Instant::now() < until && s.write_all(&piece).is_ok() {}
+        });
+        url
+    }
+
+    /// The timeout is a deadline even while body bytes keep arriving (reads that always
+    /// succeed must not starve the timer), and streaming never buffers more than the bound.
+    async fn endless_body_times_out_on_time(head: &'static [u8], chunked: bool) {
+        let url = endless_server(head, chunked);
+        let mut c = HttpClient::new(None, Duration::from_secs(1));
+        let started = Instant::now();
+        let r = c.send(Method::GET, &url, &[], None).await;
+        let took = started.elapsed();
+        let (kind, message) = r.error.unwrap();
+        assert_eq!(kind, ErrorKind::Timeout, "{message}");
+        assert!(
+            took < Duration::from_millis(1100),
+            "a 1 s timeout took {took:?}: {message}"
+        );
+        assert!(
+            message.starts_with("no complete response within 1s (body still arriving after "),
+            "{message}"
+        );
+        assert!(
+            r.bytes_received > DEFAULT_BODY_LIMIT as u64,
+            "{}",
+            r.bytes_received
+        );
+        let (rbuf, kept) = c.peak_buffers;
+        assert!(
+            rbuf <= 2 * (codec::MAX_HEAD + codec::MAX_READ),
+            "read buffer grew to {rbuf}"
+        );
+        assert!(kept <= DEFAULT_BODY_LIMIT, "kept {kept} body bytes");
+    }
+
+    #[tokio::test]
+    async fn endless_chunked_body_times_out_on_time_with_bounded_memory() {
+        endless_body_times_out_on_time(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn endless_body_of_a_huge_length_times_out_on_time_with_bounded_memory() {
+        endless_body_times_out_on_time(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n",
+            false,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn endless_body_until_close_times_out_on_time_with_bounded_memory() {
+        endless_body_times_out_on_time(b"HTTP/1.1 200 OK\r\n\r\n", false).await;
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_truncated_and_the_connection_stays_usable() {
+        const LEN: usize = 300_000;
+        let body: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+        let mut by_length =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").into_bytes();
+        by_length.extend_from_slice(&body);
+        let mut by_chunks = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for piece in body.chunks(70_000) {
+            by_chunks.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            by_chunks.extend_from_slice(piece);
+            by_chunks.extend_from_slice(b"\r\n");
+        }
+        by_chunks.extend_from_slice(b"0\r\n\r\n");
+        let mut answers = vec![
+            by_length.clone(),
+            by_chunks.clone(),
+            by_length.clone(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast".to_vec(),
+        ]
+        .into_iter();
+        let served = serve(move |_, _| answers.next().map(|a| (a, false))).await;
+        let mut c = client();
+        c.body_limit = 1000;
+        for (name, wire) in [("content-length", &by_length), ("chunked", &by_chunks)] {
+            let r = c.send(Method::GET, &served.url, &[], None).await;
+            assert!(r.error.is_none(), "{name}: {:?}", r.error);
+            assert_eq!(&r.body[..], &body[..1000], "{name}");
+            assert!(r.body_truncated, "{name}");
+            assert_eq!(
+                r.bytes_received,
+                wire.len() as u64,
+                "{name}: every byte is read"
+            );
+        }
+        // 0 keeps no body at all
+        c.body_limit = 0;
+        let r = c.send(Method::GET, &served.url, &[], None).await;
+        assert_eq!(
+            (r.status, r.body.len(), r.body_truncated),
+            (200, 0, true),
+            "{:?}",
+            r.error
+        );
+        c.body_limit = DEFAULT_BODY_LIMIT;
+        let r = c.send(Method::GET, &served.url, &[], None).await;
+        assert_eq!(
+            (&r.body[..], r.body_truncated),
+            (&b"last"[..], false),
+            "{:?}",
+            r.error
+        );
+        assert_eq!(
+            served.accepts.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "all four on one keep-alive connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn url_credentials_are_sent_as_basic_auth() {
+        let (url, seen) = raw_server(vec![
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+        ])
+        .await;
+        let port = url.port().unwrap();
+        let with_credentials: url::Url = format!("http://alice:s%3Acret@127.0.0.1:{port}/x")
+            .parse()
+            .unwrap();
+        let mut c = client();
+        let r = c.send(Method::GET, &with_credentials, &[], None).await;
+        assert!(r.error.is_none(), "{:?}", r.error);
+        let own = [(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        )];
+        let r = c.send(Method::GET, &with_credentials, &own, None).await;
+        assert!(r.error.is_none(), "{:?}", r.error);
+        let seen = seen.lock().unwrap();
+        // base64("alice:s:cret")
+        assert!(
+            seen[0].contains("\r\nauthorization: Basic YWxpY2U6czpjcmV0"),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[0].starts_with("GET /x HTTP/1.1\r\n"), "{}", seen[0]);
+        assert!(seen[1].contains("authorization: Bearer abc") && !seen[1].contains("Basic"));
+    }
+
+    #[tokio::test]
+    async fn location_of_a_redirect() {
+        let (url, _) = raw_server(vec![
+            (
+                b"HTTP/1.1 302 Found\r\nLocation: /elsewhere?x=1\r\nContent-Length: 0\r\n\r\n",
+                false,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nLocation: /ignored\r\nContent-Length: 0\r\n\r\n",
+                false,
+            ),
+        ])
+        .await;
+        let mut c = client();
+        let r = c.send(Method::GET, &url, &[], None).await;
+        assert_eq!(r.status, 302, "{:?}", r.error);
+        assert_eq!(r.location.as_deref(), Some("/elsewhere?x=1"));
+        let r = c.send(Method::GET, &url, &[], None).await;
+        assert_eq!((r.status, r.location), (200, None), "{:?}", r.error);
     }
 }

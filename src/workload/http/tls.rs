@@ -312,3 +312,218 @@ impl ServerCertVerifier for NoVerify {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::workload::http::HttpClient;
+    use http::Method;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const OPENSSL: &str = "/usr/bin/openssl";
+
+    /// A self-signed certificate and key made the way people make one for a test server
+    /// (`openssl req -x509`, which marks it CA:TRUE), for `subject_alt_name`. None (with the
+    /// reason printed) when openssl is not installed.
+    fn self_signed(dir: &Path, name: &str, subject_alt_name: &str) -> Option<(PathBuf, PathBuf)> {
+        if !Path::new(OPENSSL).exists() {
+            eprintln!("skipped: {OPENSSL} is not installed, cannot make test certificates");
+            return None;
+        }
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}.key"));
+        let status = std::process::Command::new(OPENSSL)
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .args(["-subj", "/CN=localhost", "-addext"])
+            .arg(format!("subjectAltName={subject_alt_name}"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(status.success(), "openssl req failed: {status}");
+        Some((cert, key))
+    }
+
+    /// A TLS server on 127.0.0.1:0 presenting `cert`/`key`, answering every request with
+    /// `200 ok`. Returns its https URL.
+    async fn tls_server(cert: &Path, key: &Path) -> url::Url {
+        let certs = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+            .unwrap()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // a client that refuses the certificate ends the handshake: nothing to do
+                    let Ok(mut s) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        format!("https://127.0.0.1:{}/", addr.port())
+            .parse()
+            .unwrap()
+    }
+
+    async fn get(tls: TlsSettings, url: &url::Url) -> Result<u16, (ErrorKind, String)> {
+        let mut client = HttpClient::new(Some(tls), Duration::from_secs(5));
+        let r = client.send(Method::GET, url, &[], None).await;
+        match r.error {
+            Some(e) => Err(e),
+            None => Ok(r.status),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_server_certificate_is_trusted_when_given_with_cacert() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((cert, key)) = self_signed(dir.path(), "server", "DNS:localhost,IP:127.0.0.1")
+        else {
+            return;
+        };
+        let url = tls_server(&cert, &key).await;
+
+        let pinned = TlsSettings::new(Some(&cert), false).unwrap();
+        assert_eq!(get(pinned, &url).await, Ok(200));
+
+        // without --cacert it is an unknown issuer, and the message says so
+        let (kind, message) = get(TlsSettings::new(None, false).unwrap(), &url)
+            .await
+            .unwrap_err();
+        assert_eq!(kind, ErrorKind::Tls, "{message}");
+        assert!(
+            message.starts_with(&format!(
+                "TLS handshake with 127.0.0.1:{}: invalid peer certificate",
+                url.port().unwrap()
+            )),
+            "{message}"
+        );
+        // --insecure-skip-tls-verify still accepts anything
+        assert_eq!(
+            get(TlsSettings::new(None, true).unwrap(), &url).await,
+            Ok(200)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pinned_certificate_for_another_name_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((cert, key)) = self_signed(dir.path(), "other", "DNS:other.example") else {
+            return;
+        };
+        let url = tls_server(&cert, &key).await;
+        let (kind, message) = get(TlsSettings::new(Some(&cert), false).unwrap(), &url)
+            .await
+            .unwrap_err();
+        assert_eq!(kind, ErrorKind::Tls, "{message}");
+        assert!(message.contains("not valid for name"), "{message}");
+    }
+
+    #[test]
+    fn a_pinned_certificate_outside_its_validity_period_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((cert, _)) = self_signed(dir.path(), "dated", "DNS:localhost") else {
+            return;
+        };
+        let der = rustls_pemfile::certs(&mut std::fs::read(&cert).unwrap().as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        let (not_before, not_after) =
+            validity(der.as_ref()).expect("validity of an openssl certificate");
+        let now = chrono::Utc::now().timestamp();
+        assert!(
+            (not_before - now).abs() < 3600,
+            "notBefore {not_before}, now {now}"
+        );
+        assert_eq!(not_after - not_before, 2 * 86_400, "-days 2");
+
+        let name = ServerName::try_from("localhost").unwrap();
+        let at = |secs: i64| UnixTime::since_unix_epoch(Duration::from_secs(secs as u64));
+        assert_eq!(verify_pinned(&der, &name, at(now)), Ok(()));
+        assert_eq!(
+            verify_pinned(&der, &name, at(not_after + 1)),
+            Err(rustls::Error::InvalidCertificate(CertificateError::Expired))
+        );
+        assert_eq!(
+            verify_pinned(&der, &name, at(not_before - 1)),
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYet
+            ))
+        );
+        let other = ServerName::try_from("example.com").unwrap();
+        assert!(verify_pinned(&der, &other, at(now)).is_err());
+    }
+
+    #[test]
+    fn certificate_dates_are_read_from_der() {
+        // the committed fixture: Nov 25 16:29:17 2026 GMT to Nov 1 16:29:17 2126 GMT
+        let pem = include_bytes!("../../../tests/support/tls/server.pem");
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(validity(der.as_ref()), Some((1_795_624_157, 4_949_224_157)));
+
+        assert_eq!(der_time(0x17, b"700101000000Z"), Some(0));
+        assert_eq!(der_time(0x17, b"491231235959Z"), Some(2_524_607_999)); // 2049
+        assert_eq!(der_time(0x17, b"500101000000Z"), Some(-631_152_000)); // 1950
+        assert_eq!(der_time(0x18, b"20000229120000Z"), Some(951_825_600));
+        for bad in [
+            &b"700101000000"[..],
+            b"7001010000000",
+            b"701301000000Z",
+            b"70010100000aZ",
+        ] {
+            assert_eq!(
+                der_time(0x17, bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(der_time(0x18, b"20000230120000Z"), None);
+        assert_eq!(der_time(0x04, b"700101000000Z"), None);
+        // truncated or odd DER never panics
+        for cut in 0..der.as_ref().len().min(300) {
+            let _ = validity(&der.as_ref()[..cut]);
+        }
+        assert_eq!(der_element(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
+        assert_eq!(der_element(&[0x30, 0x80]), None);
+    }
+}
