@@ -1,11 +1,13 @@
 //! The ws workload against small real WebSocket servers written here: a well-behaved one, one
 //! that sends a non-JSON frame, one that sends stale and future timestamps, one that drops the
-//! connection without a close frame, one that answers the upgrade with HTTP 404, and a port
-//! nobody listens on. Each run goes through the real runner; assertions read the snapshot.
+//! connection without a close frame, one that closes with 1011, one that answers the upgrade
+//! with HTTP 404, and a port nobody listens on. Failures carry their kind and reason. Each run goes through the real runner; assertions read the snapshot.
 
 use futures_util::{SinkExt, StreamExt};
 use novaload::metrics::{Agg, MetricValues, Registry, Snapshot, builtin};
 use novaload::plan::{Executor, Scenario};
+use novaload::report::Verdict;
+use novaload::report::summary::{Summary, SummaryMeta};
 use novaload::runner::{self, RunOutcome, TestRun};
 use novaload::telemetry::{Telemetry, TelemetryConfig};
 use novaload::thresholds::{self, ThresholdSpec};
@@ -17,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -34,6 +38,8 @@ enum Mode {
     NotFound,
     /// Never replies to a client frame and never closes: sessions end only by the client.
     Silent,
+    /// Reads the three subscribes, then closes with 1011 "internal error".
+    CloseAbnormally,
 }
 
 #[derive(Default)]
@@ -146,8 +152,20 @@ async fn serve(mut tcp: TcpStream, mode: Mode, seen: Seen, idx: usize) {
                     // no close frame: the client must see an abnormal end (1006)
                     return;
                 }
-                if matches!(mode, Mode::Silent | Mode::DropAfterOpen)
-                    || t.contains("\"disconnect\"")
+                if mode == Mode::CloseAbnormally && n == 3 {
+                    let frame = CloseFrame {
+                        code: CloseCode::Error,
+                        reason: "internal error".into(),
+                    };
+                    let _ = ws.send(Message::Close(Some(frame))).await;
+                    // read the client's echo (bounded: the client answers at once)
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+                    return;
+                }
+                if matches!(
+                    mode,
+                    Mode::Silent | Mode::DropAfterOpen | Mode::CloseAbnormally
+                ) || t.contains("\"disconnect\"")
                 {
                     continue;
                 }
@@ -205,6 +223,57 @@ impl Run {
     /// (passes, fails) of a Rate.
     fn rate(&self, name: &str) -> (f64, f64) {
         (self.get(name, "passes"), self.get(name, "fails"))
+    }
+    /// How often `message` was recorded as a failure reason of `kind`.
+    fn reason(&self, kind: &str, message: &str) -> u64 {
+        self.snap
+            .reasons
+            .kinds
+            .get(kind)
+            .and_then(|k| k.messages.get(message))
+            .copied()
+            .unwrap_or(0)
+    }
+    /// All reasons of `kind` (messages and the ones not kept).
+    fn reasons_total(&self, kind: &str) -> u64 {
+        self.snap
+            .reasons
+            .kinds
+            .get(kind)
+            .map(|k| k.messages.values().sum::<u64>() + k.other_messages)
+            .unwrap_or(0)
+    }
+    /// `ws_errors` failures tagged with `kind` (what the summary's errors-by-kind counts).
+    fn errors_of_kind(&self, kind: &str) -> f64 {
+        let id = self.snap.registry.lookup(metric::ERRORS).unwrap();
+        self.snap
+            .submetric(id, &[("error_kind".into(), kind.into())])
+            .values(1.0)
+            .get("passes")
+            .unwrap_or(0.0)
+    }
+    /// The run as a summary (verdict, errors-by-kind), with no thresholds.
+    fn summary(&self) -> Summary {
+        Summary::build(
+            &self.snap,
+            SummaryMeta {
+                run_id: "t".into(),
+                run_id_generated: false,
+                test: "ws".into(),
+                profile: "smoke".into(),
+                target: String::new(),
+                started_at: chrono::Utc::now(),
+                duration_s: self.outcome.duration.as_secs_f64(),
+                partial_reason: None,
+                segment: String::new(),
+                scenarios: Vec::new(),
+                thresholds: Vec::new(),
+                interrupted_iterations: self.outcome.interrupted_iterations,
+                run_errors: Vec::new(),
+                notes: Vec::new(),
+                telemetry: Default::default(),
+            },
+        )
     }
     /// (passes, fails) of one check.
     fn check(&self, name: &str) -> (u64, u64) {
@@ -450,6 +519,16 @@ async fn non_json_frame_is_an_error_without_check_samples() {
     assert_eq!(r.check(check::HAS_TYPE), (received as u64 - 1, 0));
     assert_eq!(r.rate(metric::ERRORS), (1.0, 1.0 + received - 1.0));
     assert_eq!(r.rate(metric::CONNECTION_SUCCESS), (1.0, 0.0));
+    // the error has a kind in errors-by-kind and a reason
+    assert_eq!(r.errors_of_kind("body"), 1.0);
+    assert_eq!(r.reason("body", "WebSocket frame is not a JSON object"), 1);
+    let s = r.summary();
+    assert_eq!(
+        s.errors_by_kind.get("body"),
+        Some(&1),
+        "{:?}",
+        s.errors_by_kind
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,6 +540,14 @@ async fn stale_and_future_timestamps_fail_the_recent_check() {
     assert_eq!(r.check(check::TIMESTAMP_RECENT), (received - 2, 2));
     assert_eq!(r.check(check::HAS_TIMESTAMP), (received, 0));
     assert_eq!(r.rate(metric::ERRORS).0, 2.0);
+    assert_eq!(r.errors_of_kind("check"), 2.0);
+    assert_eq!(
+        r.reason(
+            "check",
+            "WebSocket frame timestamp is 5 s or more from the receive time"
+        ),
+        2
+    );
     let lat = r.values(metric::MESSAGE_LATENCY);
     assert_eq!(lat.get("count"), Some(received as f64));
     // |latency| of both is ~60 s
@@ -480,6 +567,18 @@ async fn dropped_connection_counts_against_connection_success() {
     // handshakes succeeded (check passes, ws_errors false), the sessions failed (ws_errors true)
     assert_eq!(r.check(check::ESTABLISHED), (2, 0));
     assert_eq!(r.rate(metric::ERRORS), (2.0, 2.0));
+    // counted once, on ws_connections_failed (kind protocol), with the session's end as reason
+    assert_eq!(r.errors_of_kind("protocol"), 0.0);
+    assert_eq!(r.summary().errors_by_kind.get("protocol"), Some(&2));
+    assert_eq!(r.reasons_total("protocol"), 2);
+    let kinds = &r.snap.reasons.kinds["protocol"];
+    assert!(
+        kinds
+            .messages
+            .keys()
+            .all(|m| m.starts_with(&format!("WebSocket session with {addr}: "))),
+        "{kinds:?}"
+    );
     assert!(r.count(metric::MESSAGES_SENT) >= 6.0);
     assert_eq!(r.count(metric::MESSAGES_RECEIVED), 0.0);
     assert_eq!(r.get(metric::CONNECTIONS_ACTIVE, "value"), 0.0);
@@ -522,6 +621,24 @@ async fn handshake_404_is_a_failed_connection() {
     assert_eq!(r.rate(metric::ERRORS), (2.0, 0.0));
     assert_eq!(r.values(metric::CONNECTION_TIME).get("count"), Some(0.0));
     assert_eq!(r.count(metric::MESSAGES_SENT), 0.0);
+    // the refused upgrade's status and the server's words
+    let why = format!("WebSocket upgrade refused by {addr}: HTTP 404 Not Found: not found");
+    assert_eq!(r.reason("status", &why), 2, "{:?}", r.snap.reasons);
+    // nothing established, but two attempts were measured: a FAIL of its own, not "nothing"
+    assert!(!r.summary().measured_nothing());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abnormal_close_carries_its_code_and_reason() {
+    let (addr, _seen) = server(Mode::CloseAbnormally).await;
+    let r = run_ws(config(addr), per_vu(1, 1), Duration::from_secs(30)).await;
+    assert_eq!(r.count(metric::CONNECTIONS_FAILED), 1.0);
+    assert_eq!(r.rate(metric::CONNECTION_SUCCESS), (0.0, 1.0));
+    let why = format!(
+        "WebSocket session with {addr}: closed by the server with code 1011 (internal error)"
+    );
+    assert_eq!(r.reason("protocol", &why), 1, "{:?}", r.snap.reasons);
+    assert_eq!(r.summary().errors_by_kind.get("protocol"), Some(&1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,6 +663,12 @@ async fn refused_connection_is_a_failed_connection_with_status_0() {
     assert_eq!(v.get("count"), Some(1.0));
     assert_eq!(r.rate(metric::CONNECTION_SUCCESS), (0.0, 1.0));
     assert_eq!(r.rate(metric::ERRORS), (1.0, 0.0));
+    let kinds = &r.snap.reasons.kinds["connect"];
+    assert_eq!(kinds.messages.len(), 1, "{kinds:?}");
+    let (why, n) = kinds.messages.iter().next().unwrap();
+    assert_eq!(*n, 1);
+    assert!(why.starts_with(&format!("connect to {addr}: ")), "{why}");
+    assert!(why.to_lowercase().contains("refused"), "{why}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,6 +694,10 @@ async fn run_ending_mid_session_is_not_a_connection_failure() {
     assert_eq!(r.get(metric::CONNECTIONS_ACTIVE, "max"), 2.0);
     assert_eq!(r.outcome.interrupted_iterations, 2);
     assert_eq!(seen.lock().unwrap().len(), 2);
+    // no iteration completed, yet connections were measured: not "measured nothing"
+    let s = r.summary();
+    assert!(!s.measured_nothing());
+    assert_eq!(s.verdict, Verdict::Pass, "{:?}", s.thresholds);
 }
 
 /// Child-process half of [`memory_per_idle_connection`]: a silent WebSocket server in its own
