@@ -287,21 +287,21 @@ impl Vu {
     /// of kind `redirect`.
     pub async fn request_under(&mut self, parent: Option<&Span>, req: Req<'_>) -> HttpResponse {
         let mut chain = RedirectChain::new(self.settings.max_redirects);
-        let (mut resp, mut next) = self
-            .request_once(
-                parent,
-                &req,
-                &req.url,
-                req.method.clone(),
-                req.body.clone(),
-                None,
-                &mut chain,
-            )
-            .await;
+        let first = Hop {
+            url: &req.url,
+            method: req.method.clone(),
+            body: req.body.clone(),
+            strip: None,
+        };
+        let (mut resp, next) = self.request_once(parent, &req, first, &mut chain).await;
+        // the common case ends here, before anything is cloned for a chain
+        let Some(mut to) = next else {
+            return resp;
+        };
         let mut url = req.url.clone();
         let mut method = req.method.clone();
         let mut body = req.body.clone();
-        while let Some(to) = next {
+        loop {
             // 301/302/303 turn a request into a GET without a body (browsers, Go, k6);
             // 307/308 repeat it as it was
             if matches!(resp.status, 301..=303) && method != Method::HEAD {
@@ -311,21 +311,20 @@ impl Vu {
             // credentials go to their own origin only
             let same_origin = to.host_str() == url.host_str()
                 && to.port_or_known_default() == url.port_or_known_default();
-            let strip = (!same_origin).then_some(CROSS_ORIGIN_STRIPPED);
             url = to;
-            (resp, next) = self
-                .request_once(
-                    parent,
-                    &req,
-                    &url,
-                    method.clone(),
-                    body.clone(),
-                    strip,
-                    &mut chain,
-                )
-                .await;
+            let hop = Hop {
+                url: &url,
+                method: method.clone(),
+                body: body.clone(),
+                strip: (!same_origin).then_some(CROSS_ORIGIN_STRIPPED),
+            };
+            let next;
+            (resp, next) = self.request_once(parent, &req, hop, &mut chain).await;
+            match next {
+                Some(n) => to = n,
+                None => return resp,
+            }
         }
-        resp
     }
 
     /// One request (one hop of a redirect chain): sends it with `traceparent`/`baggage`, and
@@ -335,12 +334,15 @@ impl Vu {
         &mut self,
         parent: Option<&Span>,
         req: &Req<'_>,
-        url: &::url::Url,
-        http_method: Method,
-        body: Option<Bytes>,
-        strip: Option<&[HeaderName]>,
+        hop: Hop<'_>,
         chain: &mut RedirectChain,
     ) -> (HttpResponse, Option<::url::Url>) {
+        let Hop {
+            url,
+            method: http_method,
+            body,
+            strip,
+        } = hop;
         let method = self.interned(http_method.as_str());
         let name = self.interned(req.name);
         let mut span = if self.tel.tracing() {
@@ -491,6 +493,15 @@ impl Vu {
         }
         (resp, next)
     }
+}
+
+/// What changes from one hop of a redirect chain to the next.
+struct Hop<'u> {
+    url: &'u ::url::Url,
+    method: Method,
+    body: Option<Bytes>,
+    /// Headers of the request not to send (credentials on a cross-origin redirect).
+    strip: Option<&'static [HeaderName]>,
 }
 
 /// Headers not sent when a redirect leaves the origin (as Go's client and browsers do).
