@@ -111,9 +111,17 @@ async fn injected_server_errors_fail_the_run_with_the_right_counts() {
     assert_eq!(s.errors_by_kind.get("status").copied(), Some(failed as u64));
     let md = std::fs::read_to_string(o.results_dir.join("SUMMARY.md")).unwrap();
     assert!(
-        md.contains(&format!("`status`: {} failed requests", failed as u64)),
+        md.contains(&format!("`status`: {} failed operations", failed as u64)),
         "{md}"
     );
+    // and why, once per failed request
+    let status = &s.error_reasons.kinds["status"];
+    assert_eq!(
+        status.messages.values().sum::<u64>() + status.other_messages,
+        failed as u64,
+        "{status:?}"
+    );
+    assert!(md.contains("  - "), "the top messages are listed: {md}");
 
     // the api workload's own error Rate follows the failures as a percentage
     let mut a = args(Some(TestName::Api), &t.base_url(), dir.path());
@@ -123,6 +131,53 @@ async fn injected_server_errors_fail_the_run_with_the_right_counts() {
     let s = &o.summaries[0];
     let errors = s.value("errors", "rate").unwrap();
     assert!(errors < 1.0, "errors is a real rate, got {errors}");
+    // every `errors` failure is explained by a failed operation of some kind
+    let explained: u64 = s.errors_by_kind.values().sum();
+    let failures = s.value("errors", "passes").unwrap() as u64;
+    assert!(
+        failures <= explained,
+        "{failures} errors, {:?}",
+        s.errors_by_kind
+    );
+    t.shutdown().await.unwrap();
+}
+
+/// Migrations the target fails: each `dwcp_errors` failure is a `check` failure in
+/// errors-by-kind with the target's own reason, so the FAIL explains itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_migrations_are_explained() {
+    let t = target(|a| {
+        a.migration_failure_rate = 1.0;
+        a.migration_time = Duration::from_millis(300);
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(Some(TestName::Dwcp), &t.base_url(), dir.path());
+    a.vus = Some(1);
+    a.iterations = Some(1);
+    let o = session::run(a, Stops::default()).await.unwrap();
+    let s = &o.summaries[0];
+    assert_eq!(o.verdict, Verdict::Fail, "{:?}", s.thresholds);
+    assert_eq!(s.value("failed_migrations", "count"), Some(1.0));
+    // the one failure of dwcp_errors is the failed migration, nothing unexplained
+    assert_eq!(s.value("dwcp_errors", "passes"), Some(1.0));
+    assert_eq!(
+        s.errors_by_kind.get("check"),
+        Some(&1),
+        "{:?}",
+        s.errors_by_kind
+    );
+    let check = &s.error_reasons.kinds["check"];
+    assert!(
+        check
+            .messages
+            .keys()
+            .all(|m| m.starts_with("DWCP migration failed")),
+        "{check:?}"
+    );
+    let md = std::fs::read_to_string(o.results_dir.join("SUMMARY.md")).unwrap();
+    assert!(md.contains("- `check`: 1 failed operation\n"), "{md}");
+    assert!(md.contains("  - 1 × `DWCP migration failed"), "{md}");
     t.shutdown().await.unwrap();
 }
 
