@@ -81,11 +81,17 @@ impl AsyncWrite for Stream {
 /// k6's timing breakdown of one request, in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timings {
+    /// Waiting for a connection (always 0: a VU owns its connection).
     pub blocked: f64,
+    /// TCP connect.
     pub connecting: f64,
+    /// TLS handshake.
     pub tls_handshaking: f64,
+    /// Writing the request.
     pub sending: f64,
+    /// From the request written to the first response byte.
     pub waiting: f64,
+    /// From the first response byte to the last.
     pub receiving: f64,
     /// sending + waiting + receiving
     pub duration: f64,
@@ -94,6 +100,7 @@ pub struct Timings {
 /// The outcome of one request. Transport failures have status 0 and an error.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
+    /// The HTTP status; 0 when the request failed before a complete response.
     pub status: u16,
     /// The body, or its first [`HttpClient::body_limit`] bytes (see `body_truncated`).
     pub body: Bytes,
@@ -103,9 +110,14 @@ pub struct HttpResponse {
     /// The `Location` header of a 301, 302, 303, 307 or 308 response (as sent, possibly
     /// relative); None for any other status. The client does not follow redirects itself.
     pub location: Option<String>,
+    /// k6's timing breakdown.
     pub timings: Timings,
+    /// Why the request failed: the kind (a metric label) and a message for people (never
+    /// containing the URL's credentials).
     pub error: Option<(ErrorKind, String)>,
+    /// Request bytes written (head and body).
     pub bytes_sent: u64,
+    /// Response bytes read, including body bytes dropped by the body limit.
     pub bytes_received: u64,
     /// When the response ended (or failed).
     pub finished_at: Instant,
