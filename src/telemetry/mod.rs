@@ -6,6 +6,7 @@
 //! Workloads never touch OTel types: they get [`Span`] handles and call the `record_*`
 //! methods with plain values and a [`RunLabels`]. Every method is cheap when telemetry is off.
 
+mod cutoff;
 mod instruments;
 pub mod names;
 mod otlp;
@@ -61,11 +62,19 @@ pub struct TelemetryConfig {
     pub span_queue_size: usize,
     /// Spans per OTLP export request. 0 = 4,096.
     pub span_batch_size: usize,
-    /// Timeout of one OTLP export request. Zero = 3 s.
+    /// Timeout of one OTLP export request. Zero = [`DEFAULT_EXPORT_TIMEOUT`].
     pub export_timeout: std::time::Duration,
-    /// Upper bound of [`Telemetry::shutdown`] (traces flush, then metrics). Zero = 5 s.
+    /// Upper bound of [`Telemetry::shutdown`] (traces and metrics flush side by side; an export
+    /// still in flight at the end is cut off). Zero = [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: std::time::Duration,
 }
+
+/// Default timeout of one OTLP export: no longer than the shutdown budget, so the final flush
+/// has room for one whole attempt.
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default bound of [`Telemetry::shutdown`]: a run with a dead collector ends at most this much
+/// after its load (plus a short grace for the export thread to answer).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Labels every live series carries. Cheap to clone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -116,8 +125,8 @@ struct Inner {
     tracer: Option<trace::Tracer>,
     span_export: Mutex<Option<SpanExport>>,
     meter_provider: Mutex<Option<SdkMeterProvider>>,
-    /// OTLP push of the histograms (counters and gauges go through `meter_provider`).
-    histogram_export: Mutex<Option<HistogramExport>>,
+    /// OTLP push of the histograms and of what `meter_provider`'s reader collects.
+    metric_export: Mutex<Option<MetricExport>>,
     span_stats: Arc<SpanStats>,
     /// Metric export and other non-span errors.
     errors: Arc<ErrorLog>,
@@ -343,58 +352,133 @@ fn otlp_sink(
     })
 }
 
-/// Pushes the histogram families over OTLP every interval and once more at shutdown.
-struct HistogramExport {
+/// Sends OTLP metrics from a task on the runtime: the histogram families, encoded here every
+/// interval, and the SDK's counters and gauges, which its reader thread encodes and queues
+/// (see [`otlp::QueuedMetricExporter`]); once more at shutdown. Every send is bounded by the
+/// export timeout and by the shutdown deadline.
+struct MetricExport {
     stop: tokio::sync::oneshot::Sender<()>,
+    cutoff: cutoff::CutoffSender,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl HistogramExport {
-    fn start(
-        mut sink: Box<dyn OtlpSink>,
-        framing: spans::Framing,
-        families: Vec<Arc<instruments::HistFamily>>,
-        interval: Duration,
-        timeout: Duration,
-        errors: Arc<ErrorLog>,
-    ) -> Self {
+/// What the metric export task needs besides its sink.
+struct MetricExportParts {
+    framing: spans::Framing,
+    families: Vec<Arc<instruments::HistFamily>>,
+    /// Requests the SDK reader queued.
+    sdk: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    interval: Duration,
+    timeout: Duration,
+    errors: Arc<ErrorLog>,
+}
+
+/// Requests of the SDK reader that may wait for the export task (each a few KiB); when full,
+/// the reader's next collection is skipped and counted.
+const SDK_METRIC_QUEUE: usize = 2;
+
+impl MetricExport {
+    fn start(mut sink: Box<dyn OtlpSink>, parts: MetricExportParts) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let (cut, mut cutoff) = cutoff::cutoff();
+        let MetricExportParts {
+            framing,
+            families,
+            mut sdk,
+            interval,
+            timeout,
+            errors,
+        } = parts;
         let start_ns = unix_nanos();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             let mut buf = Vec::new();
+            let mut sdk_open = true;
+            // Bounded: ends when stopped (shutdown, or the handle dropped).
             loop {
-                let last = tokio::select! {
-                    _ = tick.tick() => false,
-                    _ = &mut stopped => true,
-                };
-                buf.clear();
-                instruments::encode_otlp_histograms(&mut buf, &families, start_ns, unix_nanos());
-                if !buf.is_empty() {
-                    let r = tokio::time::timeout(timeout, sink.export(framing.request(&buf)))
-                        .await
-                        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")));
-                    if let Err(e) = r {
-                        errors.push(format!("histogram export failed: {e}"));
+                let request = tokio::select! {
+                    biased;
+                    _ = &mut stopped => break,
+                    r = sdk.recv(), if sdk_open => match r {
+                        Some(r) => Some(("metric", r)),
+                        None => { sdk_open = false; None }
+                    },
+                    _ = tick.tick() => {
+                        buf.clear();
+                        instruments::encode_otlp_histograms(&mut buf, &families, start_ns, unix_nanos());
+                        (!buf.is_empty()).then(|| ("histogram", framing.request(&buf)))
                     }
-                }
-                if last {
-                    return;
+                };
+                if let Some((what, r)) = request {
+                    send(&mut *sink, &mut cutoff, timeout, &errors, what, r).await;
                 }
             }
+            // Final values: what the SDK reader queued at its shutdown, then the histograms.
+            sdk.close();
+            let mut fin = Vec::new();
+            while let Ok(r) = sdk.try_recv() {
+                fin.push(("metric", r));
+            }
+            buf.clear();
+            instruments::encode_otlp_histograms(&mut buf, &families, start_ns, unix_nanos());
+            if !buf.is_empty() {
+                fin.push(("histogram", framing.request(&buf)));
+            }
+            for (what, r) in fin {
+                send(&mut *sink, &mut cutoff, timeout, &errors, what, r).await;
+            }
         });
-        Self { stop, task }
+        Self {
+            stop,
+            cutoff: cut,
+            task,
+        }
     }
 
-    /// Sends the final values; gives up after `limit`.
-    async fn shutdown(self, limit: Duration) -> Result<(), String> {
+    /// Stops the task after its final export; an export still running at `deadline` is cut
+    /// off, and the task is given up (and aborted) a short grace after it.
+    async fn shutdown(self, deadline: std::time::Instant) -> Result<(), String> {
+        self.cutoff.cut_at(deadline);
         let _ = self.stop.send(());
-        match tokio::time::timeout(limit, self.task).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(format!("gave up after {limit:?}")),
+        let mut task = self.task;
+        let wait_until = tokio::time::Instant::from_std(deadline + STOP_GRACE);
+        match tokio::time::timeout_at(wait_until, &mut task).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the metric export task failed: {e}")),
+            Err(_) => {
+                task.abort();
+                Err("the metric export task did not stop by the deadline".to_owned())
+            }
         }
+    }
+}
+
+/// Time past the shutdown deadline a cut-off export gets to return before it is given up.
+const STOP_GRACE: Duration = Duration::from_millis(250);
+
+/// One metric export request, bounded by `timeout` and the shutdown deadline; failures are
+/// counted in `errors` (`what`: "metric" for the SDK's, "histogram" for novaload's own).
+async fn send(
+    sink: &mut dyn OtlpSink,
+    cutoff: &mut cutoff::Cutoff,
+    timeout: Duration,
+    errors: &ErrorLog,
+    what: &str,
+    request: bytes::Bytes,
+) {
+    if cutoff
+        .deadline()
+        .is_some_and(|d| std::time::Instant::now() >= d)
+    {
+        errors.push(format!(
+            "{what} export failed: not sent, the telemetry shutdown deadline had passed"
+        ));
+        return;
+    }
+    if let Err(e) = cutoff.bound(timeout, sink.export(request)).await {
+        errors.push(format!("{what} export failed: {e}"));
     }
 }
 
@@ -560,27 +644,26 @@ impl Telemetry {
             _ => (None, None),
         };
 
-        // OTel metrics (OTLP only: Prometheus is served from prometheus-client directly).
-        let meter_provider = match &cfg.otlp_endpoint {
-            Some(ep) => {
-                let t = otlp::Transport::parse(&cfg.otlp_protocol, ep)?;
-                let exporter = otlp::RtMetricExporter {
-                    inner: otlp::metric_exporter(ep, t, export_timeout(&cfg))?,
-                    rt: rt.clone(),
-                    timeout: export_timeout(&cfg),
+        // OTel metrics (OTLP only: Prometheus is served from prometheus-client directly). The
+        // SDK's reader only collects and queues; `MetricExport` (below) sends.
+        let metrics_interval = or_default(cfg.metrics_interval, Duration::from_secs(5));
+        let (meter_provider, sdk_metrics) = match &cfg.otlp_endpoint {
+            Some(_) => {
+                let (queue, requests) = tokio::sync::mpsc::channel(SDK_METRIC_QUEUE);
+                let exporter = otlp::QueuedMetricExporter {
+                    queue,
                     errors: errors.clone(),
                 };
                 let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
-                    .with_interval(or_default(cfg.metrics_interval, Duration::from_secs(5)))
+                    .with_interval(metrics_interval)
                     .build();
-                Some(
-                    SdkMeterProvider::builder()
-                        .with_resource(resource.clone())
-                        .with_reader(reader)
-                        .build(),
-                )
+                let provider = SdkMeterProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_reader(reader)
+                    .build();
+                (Some(provider), Some(requests))
             }
-            None => None,
+            None => (None, None),
         };
         let meter = meter_provider.as_ref().map(|p| {
             use opentelemetry::metrics::MeterProvider as _;
@@ -601,20 +684,23 @@ impl Telemetry {
             registry,
             histograms: instruments.histogram_families(),
         });
-        let histogram_export = match &cfg.otlp_endpoint {
-            Some(ep) => {
+        let metric_export = match (&cfg.otlp_endpoint, sdk_metrics) {
+            (Some(ep), Some(sdk)) => {
                 let t = otlp::Transport::parse(&cfg.otlp_protocol, ep)?;
                 let url = otlp::signal_url(ep, t, "/v1/metrics");
-                Some(HistogramExport::start(
+                Some(MetricExport::start(
                     otlp_sink(t, &url, spans::GRPC_METRICS, export_timeout(&cfg))?,
-                    spans::Framing::new(&resource, "novaload", VERSION),
-                    instruments.histogram_families(),
-                    or_default(cfg.metrics_interval, Duration::from_secs(5)),
-                    export_timeout(&cfg),
-                    errors.clone(),
+                    MetricExportParts {
+                        framing: spans::Framing::new(&resource, "novaload", VERSION),
+                        families: instruments.histogram_families(),
+                        sdk,
+                        interval: metrics_interval,
+                        timeout: export_timeout(&cfg),
+                        errors: errors.clone(),
+                    },
                 ))
             }
-            None => None,
+            _ => None,
         };
 
         let server = match cfg.metrics_listen {
@@ -629,12 +715,12 @@ impl Telemetry {
                 tracer,
                 span_export: Mutex::new(span_export),
                 meter_provider: Mutex::new(meter_provider),
-                histogram_export: Mutex::new(histogram_export),
+                metric_export: Mutex::new(metric_export),
                 span_stats,
                 errors,
                 metrics_addr: server.as_ref().map(|s| s.addr),
                 server: Mutex::new(server),
-                shutdown_timeout: or_default(cfg.shutdown_timeout, Duration::from_secs(5)),
+                shutdown_timeout: or_default(cfg.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT),
             })),
         })
     }
@@ -667,13 +753,16 @@ impl Telemetry {
             .map_or(0, |i| i.span_stats.dropped.load(Ordering::Relaxed))
     }
 
-    /// Flushes traces, then metrics; never panics; reports drops and errors.
+    /// Flushes traces and metrics side by side within the shutdown budget; never panics;
+    /// reports drops and errors. Whatever the collector does (down, silent, resetting), this
+    /// returns a short grace after the budget, with nothing of telemetry's still using the
+    /// runtime.
     pub async fn shutdown(self) -> TelemetryReport {
         let Some(inner) = self.inner else {
             return TelemetryReport::default();
         };
-        let started = tokio::time::Instant::now();
         let budget = inner.shutdown_timeout;
+        let deadline = std::time::Instant::now() + budget;
         let mut report = TelemetryReport {
             metrics_addr: inner.metrics_addr.map(|a| a.to_string()),
             ..Default::default()
@@ -681,41 +770,35 @@ impl Telemetry {
         if let Some(s) = take(&inner.server) {
             s.stop().await;
         }
-        // Traces get up to 60% of the budget; metrics what is left (at least 1 s).
-        if let Some(export) = take(&inner.span_export) {
-            let t = budget.mul_f64(0.6);
-            let r = bounded_blocking(t, move || {
-                export.shutdown(t);
-                Ok(())
-            })
-            .await;
-            if let Err(e) = r {
-                report.errors.push(format!("trace shutdown: {e}"));
+        let traces = async {
+            match take(&inner.span_export) {
+                Some(export) => export
+                    .shutdown(deadline)
+                    .await
+                    .map_err(|e| format!("trace shutdown: {e}")),
+                None => Ok(()),
             }
-        }
-        // OTLP metrics: the SDK's counters and gauges and novaload's histograms, flushed
-        // together in what is left of the budget.
-        let left = budget
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_secs(1));
-        let sdk_metrics = async {
-            match take(&inner.meter_provider) {
-                Some(mp) => bounded_blocking(left, move || mp.shutdown_with_timeout(left))
+        };
+        // OTLP metrics: the SDK reader's shutdown queues its final collection (it does no I/O,
+        // so this is quick), then the export task sends it and the histograms.
+        let metrics = async {
+            let sdk = match take(&inner.meter_provider) {
+                Some(mp) => bounded_blocking(deadline, move || mp.shutdown_with_timeout(budget))
                     .await
                     .map_err(|e| format!("metric shutdown: {e}")),
                 None => Ok(()),
-            }
-        };
-        let histograms = async {
-            match take(&inner.histogram_export) {
-                Some(hx) => hx
-                    .shutdown(left)
+            };
+            let sent = match take(&inner.metric_export) {
+                Some(mx) => mx
+                    .shutdown(deadline)
                     .await
-                    .map_err(|e| format!("histogram shutdown: {e}")),
+                    .map_err(|e| format!("metric shutdown: {e}")),
                 None => Ok(()),
-            }
+            };
+            (sdk, sent)
         };
-        let (m, h) = tokio::join!(sdk_metrics, histograms);
+        let (t, (m, h)) = tokio::join!(traces, metrics);
+        report.errors.extend(t.err());
         report.errors.extend(m.err());
         report.errors.extend(h.err());
         let s = &inner.span_stats;
@@ -1125,20 +1208,22 @@ impl Telemetry {
 }
 
 fn export_timeout(cfg: &TelemetryConfig) -> Duration {
-    or_default(cfg.export_timeout, Duration::from_secs(3))
+    or_default(cfg.export_timeout, DEFAULT_EXPORT_TIMEOUT)
 }
 
-/// Runs a blocking SDK shutdown off the runtime's workers, giving up after `limit` (+ grace).
-async fn bounded_blocking<F>(limit: Duration, f: F) -> Result<(), String>
+/// Runs a blocking SDK shutdown off the runtime's workers, giving up at `deadline` (+ grace).
+/// (The SDK reader's shutdown waits for its own thread, which only collects and queues: quick.)
+async fn bounded_blocking<F>(deadline: std::time::Instant, f: F) -> Result<(), String>
 where
     F: FnOnce() -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
 {
     let task = tokio::task::spawn_blocking(f);
-    match tokio::time::timeout(limit + Duration::from_millis(750), task).await {
+    let wait_until = tokio::time::Instant::from_std(deadline + STOP_GRACE);
+    match tokio::time::timeout_at(wait_until, task).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(join)) => Err(format!("panicked: {join}")),
-        Err(_) => Err(format!("gave up after {limit:?}")),
+        Ok(Err(join)) => Err(format!("the SDK shutdown failed: {join}")),
+        Err(_) => Err("the SDK reader did not stop by the deadline".to_owned()),
     }
 }
 

@@ -1,26 +1,27 @@
-//! OTLP endpoints and the metric exporter (gRPC via tonic or HTTP/protobuf via hyper); spans
-//! have their own encoder and transports in [`super::spans`].
+//! OTLP endpoints, and the hand-off of the SDK's counters and gauges to novaload's metric export
+//! task; the transports (gRPC via tonic, HTTP/protobuf via the VU HTTP client) are the sinks in
+//! [`super::spans`].
 //!
 //! Endpoint rules, as the OTel exporter spec gives them for the *generic*
 //! `OTEL_EXPORTER_OTLP_ENDPOINT`: gRPC uses the endpoint as is; HTTP appends the signal path
 //! (`/v1/traces`, `/v1/metrics`) to it. A bare `host` or `host:port` gets `http://`, and a bare
 //! host gets the protocol's default port (4317 gRPC, 4318 HTTP).
 //!
-//! The SDK's periodic metric reader polls exports from its own thread with a plain executor;
-//! [`RtMetricExporter`] enters the caller's Tokio runtime around every poll (tonic and hyper
-//! need it) and bounds each export with a timeout, recording failures instead of raising them.
+//! The SDK's periodic metric reader exports from its own thread: [`QueuedMetricExporter`] only
+//! encodes and queues there; the sending happens on the runtime (see `MetricExport`).
 
 use super::spans::ErrorLog;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use prost::Message as _;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
 
 /// Which OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,78 +82,52 @@ pub fn signal_url(endpoint: &str, t: Transport, signal_path: &str) -> String {
     }
 }
 
-pub fn metric_exporter(
-    endpoint: &str,
-    t: Transport,
-    timeout: Duration,
-) -> anyhow::Result<opentelemetry_otlp::MetricExporter> {
-    let url = signal_url(endpoint, t, "/v1/metrics");
-    let e = match t {
-        Transport::Grpc => opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(url)
-            .with_timeout(timeout)
-            .build()?,
-        Transport::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(url)
-            .with_timeout(timeout)
-            .build()?,
-    };
-    Ok(e)
-}
-
-/// Polls `fut` with the Tokio runtime entered (so tonic/hyper find their reactor and timers).
-struct InRuntime<F> {
-    rt: tokio::runtime::Handle,
-    fut: Pin<Box<F>>,
-}
-
-impl<F: Future> Future for InRuntime<F> {
-    type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let _enter = self.rt.enter();
-        self.fut.as_mut().poll(cx)
-    }
-}
-
-/// A metric exporter run on the caller's runtime, each export bounded by `timeout`.
-pub struct RtMetricExporter<E> {
-    pub inner: E,
-    pub rt: tokio::runtime::Handle,
-    pub timeout: Duration,
+/// The SDK's periodic metric reader calls this on its own thread: the counters and gauges it
+/// collected are encoded to an OTLP `ExportMetricsServiceRequest` and queued for novaload's
+/// metric export task, which sends them on the runtime with the same sinks, timeouts and
+/// shutdown deadline as the histograms.
+///
+/// Why not the SDK's OTLP exporter on that thread: it polled tonic/hyper from outside the
+/// runtime, so an export still waiting on a silent collector when the runtime shut down
+/// panicked ("A Tokio 1.x context was found, but it is being shutdown"), and the reader's
+/// shutdown waits up to a fixed 5 s for such an export. Here the reader thread never does
+/// I/O or touches Tokio, and its exports and shutdown take microseconds.
+pub struct QueuedMetricExporter {
+    /// Encoded requests for the export task; bounded, so a dead collector holds no memory.
+    pub queue: tokio::sync::mpsc::Sender<Bytes>,
     pub errors: Arc<ErrorLog>,
 }
 
-impl<E: PushMetricExporter> PushMetricExporter for RtMetricExporter<E> {
+impl std::fmt::Debug for QueuedMetricExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueuedMetricExporter")
+    }
+}
+
+impl PushMetricExporter for QueuedMetricExporter {
     fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
-        let timeout = self.timeout;
-        let errors = self.errors.clone();
-        let inner = &self.inner;
-        InRuntime {
-            rt: self.rt.clone(),
-            fut: Box::pin(async move {
-                let r = match tokio::time::timeout(timeout, inner.export(metrics)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(OTelSdkError::Timeout(timeout)),
-                };
-                if let Err(e) = &r {
-                    errors.push(format!("metric export failed: {e}"));
-                }
-                r
-            }),
+        let request = ExportMetricsServiceRequest::from(metrics).encode_to_vec();
+        match self.queue.try_send(Bytes::from(request)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.errors.push(
+                "metric export skipped: the previous exports have not finished (collector slow or down?)"
+                    .to_owned(),
+            ),
+            // the export task has stopped (shutdown is over): nothing is sent any more
+            Err(TrySendError::Closed(_)) => {}
         }
+        // Failures are recorded in the telemetry report, not returned: the SDK would log them
+        // on its own, outside the report.
+        std::future::ready(Ok(()))
     }
     fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+        Ok(())
     }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let _enter = self.rt.enter();
-        self.inner.shutdown_with_timeout(timeout)
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
     }
     fn temporality(&self) -> Temporality {
-        self.inner.temporality()
+        Temporality::Cumulative
     }
 }
 

@@ -4,9 +4,12 @@
 //!
 //! Every export is bounded by a timeout and driven on the caller's Tokio runtime through its
 //! `Handle` (tonic and the HTTP client need its reactor). Shutdown drains the queue until a
-//! deadline; what is left then is discarded and counted, so a dead collector holds shutdown
-//! for at most that long and never blocks the load: a full queue drops (and counts) new spans.
+//! deadline; an export in flight then is cut off at it (see [`super::cutoff`]) and what is
+//! left is discarded and counted, so a dead collector holds shutdown for at most that long,
+//! the thread has stopped using the runtime when shutdown returns, and the load is never
+//! blocked: a full queue drops (and counts) new spans.
 
+use super::cutoff::{self, Cutoff, CutoffSender};
 use super::trace::{self, SpanQueue, pb};
 use bytes::Bytes;
 use opentelemetry_sdk::Resource;
@@ -128,13 +131,18 @@ impl Framing {
 }
 
 enum Control {
-    Shutdown(Instant, SyncSender<()>),
+    /// Drain until the deadline, then say so on the channel and stop.
+    Shutdown(Instant, tokio::sync::oneshot::Sender<()>),
 }
 
-/// The export thread's handle.
+/// Time the export thread gets past the shutdown deadline to notice it and answer.
+const STOP_GRACE: Duration = Duration::from_millis(250);
+
+/// The export thread's handle. Dropping it without [`SpanExport::shutdown`] (an early error
+/// return) stops the thread at once, so it is not left polling a runtime that goes away.
 pub struct SpanExport {
     ctl: SyncSender<Control>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    cutoff: CutoffSender,
 }
 
 impl SpanExport {
@@ -146,8 +154,9 @@ impl SpanExport {
         rt: tokio::runtime::Handle,
     ) -> Self {
         let (ctl, ctl_rx) = mpsc::sync_channel(16);
+        let (cutoff, cutoff_rx) = cutoff::cutoff();
         let framing = Framing::new(resource, "novaload", env!("CARGO_PKG_VERSION"));
-        let worker = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("novaload-span-export".into())
             .spawn(move || {
                 Worker {
@@ -156,32 +165,45 @@ impl SpanExport {
                     framing,
                     cfg,
                     rt,
+                    cutoff: cutoff_rx,
                     buf: Vec::new(),
                 }
                 .run(ctl_rx)
-            })
-            .ok();
-        Self {
-            ctl,
-            worker: Mutex::new(worker),
+            });
+        if let Err(e) = spawned {
+            queue
+                .stats
+                .errors
+                .push(format!("span export thread did not start: {e}"));
         }
+        Self { ctl, cutoff }
     }
 
-    /// Drains the queue until `timeout` has passed, then stops the thread.
-    pub fn shutdown(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let (ack, rx) = mpsc::sync_channel(1);
+    /// Drains the queue until `deadline` and stops the thread. An export in flight is cut off
+    /// at the deadline; spans still queued then are counted as dropped. Returns once the thread
+    /// is done with the runtime, or with an error a short grace after the deadline.
+    pub async fn shutdown(&self, deadline: Instant) -> Result<(), String> {
+        self.cutoff.cut_at(deadline);
+        let (ack, done) = tokio::sync::oneshot::channel();
         if self.ctl.try_send(Control::Shutdown(deadline, ack)).is_err() {
-            return;
+            return Err("the span export thread is not running".to_owned());
         }
-        // Grace beyond the deadline for the in-flight export to notice its own timeout.
-        if rx
-            .recv_timeout(timeout + Duration::from_millis(500))
-            .is_ok()
-            && let Some(h) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take()
-        {
-            let _ = h.join();
+        let wait_until = tokio::time::Instant::from_std(deadline + STOP_GRACE);
+        match tokio::time::timeout_at(wait_until, done).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("the span export thread stopped without draining".to_owned()),
+            Err(_) => Err("the span export thread did not stop by the deadline".to_owned()),
         }
+    }
+}
+
+impl Drop for SpanExport {
+    fn drop(&mut self) {
+        // After a shutdown the thread is gone and this does nothing.
+        let now = Instant::now();
+        self.cutoff.cut_at(now);
+        let (ack, _) = tokio::sync::oneshot::channel();
+        let _ = self.ctl.try_send(Control::Shutdown(now, ack));
     }
 }
 
@@ -191,6 +213,8 @@ struct Worker {
     framing: Framing,
     cfg: QueueConfig,
     rt: tokio::runtime::Handle,
+    /// The shutdown deadline, which also ends an export already in flight.
+    cutoff: Cutoff,
     buf: Vec<u8>,
 }
 
@@ -260,6 +284,7 @@ impl Worker {
     /// [`MAX_REQUEST_BYTES`]; what is not sent by `deadline` is dropped and counted.
     fn export_bytes(&mut self, buf: &[u8], taken: usize, deadline: Instant) {
         let stats = self.queue.stats.clone();
+        let deadline = self.cutoff.deadline().map_or(deadline, |d| d.min(deadline));
         // Usually one request's worth: only a bigger take is walked to split it.
         let parts = if taken <= self.cfg.max_batch && buf.len() <= MAX_REQUEST_BYTES {
             vec![(0, buf.len(), taken)]
@@ -277,12 +302,10 @@ impl Worker {
             }
             let timeout = self.cfg.export_timeout.min(deadline - now);
             let request = self.framing.request(&buf[start..end]);
-            let sink = &mut self.sink;
-            let r = self.rt.block_on(async move {
-                tokio::time::timeout(timeout, sink.export(request))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
-            });
+            let (sink, cutoff) = (&mut self.sink, &mut self.cutoff);
+            let r = self
+                .rt
+                .block_on(cutoff.bound(timeout, sink.export(request)));
             match r {
                 Ok(()) => stats.exported.fetch_add(count as u64, Ordering::Relaxed),
                 Err(e) => {
@@ -585,7 +608,8 @@ mod tests {
         }
         // several export periods, all but the first with every shard empty
         std::thread::sleep(Duration::from_millis(300));
-        export.shutdown(Duration::from_secs(2));
+        rt.block_on(export.shutdown(Instant::now() + Duration::from_secs(2)))
+            .unwrap();
         assert_eq!(*requests.lock().unwrap(), vec![3]);
         assert_eq!(stats.exported.load(Ordering::Relaxed), 3);
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
