@@ -246,6 +246,12 @@ async fn text_is_escaped_and_trace_template_is_text() {
         fails: 2,
     });
     s.notes.push("<img src=x onerror=alert(1)>".into());
+    // failure reasons are server text: escaped, listed under their kind
+    s.error_reasons.add(
+        novaload::error::ErrorKind::Body,
+        "GET /: <img src=x onerror=alert(2)> is not JSON",
+    );
+    s.errors_by_kind.insert("body".into(), 1);
     let html = novaload::report::html::render_with(
         &[s],
         &[],
@@ -254,6 +260,10 @@ async fn text_is_escaped_and_trace_template_is_text() {
     assert!(!html.contains("<script>"));
     assert!(!html.contains("<img"));
     assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+    assert!(html.contains(
+        "<li><code>body</code>: 1 failed operation\n<ul class=\"reasons\">\n\
+         <li>1 × <code>GET /: &lt;img src=x onerror=alert(2)&gt; is not JSON</code></li>"
+    ));
     assert!(html.contains("http://localhost:3000/explore?traceId={trace_id}&amp;x=&lt;b&gt;"));
     assert!(!html.contains("href=\"http"));
     assert!(html.contains("No per-second time series"));

@@ -1,6 +1,7 @@
 //! junit.xml from a real run, read back with a real XML parser (roxmltree): well-formed,
 //! counts consistent with the test cases, a missed threshold and a failed check are
-//! `<failure>`s carrying the measured value and the limit.
+//! `<failure>`s carrying the measured value, the limit and the top failure reason; a run that
+//! measured nothing fails its `run` case.
 
 #[path = "support/http_server.rs"]
 mod http_server;
@@ -90,11 +91,46 @@ async fn junit_xml_is_well_formed_and_counts_add_up() {
         msg.contains("measured 100.00%") && msg.contains("limit 1.00%"),
         "{msg}"
     );
+    // why: the run's most frequent failure message, and the console's reason lines in the body
+    assert!(msg.contains("; top reason: status ×"), "{msg}");
+    assert!(msg.contains("500"), "{msg}");
+    let body = f.text().unwrap_or("");
+    assert!(body.contains("reasons:\n  status ×"), "{body}");
     let warn = failure(case("http_req_duration: max<0.001")).expect("warning miss is a failure");
     assert_eq!(warn.attribute("type"), Some("warning"));
     assert!(failure(case("http_req_duration: p(95)<5000")).is_none());
     let run = case("run completed without errors");
     assert_eq!(run.attribute("classname"), Some("run"));
+    assert!(
+        failure(run).is_none(),
+        "requests were made: the run case passes"
+    );
+
+    // a run that measured nothing fails its run case with the reason
+    let mut empty = o.summaries[0].clone();
+    empty.series.clear();
+    empty.error_reasons = Default::default();
+    let declared: Vec<_> = empty
+        .metrics
+        .iter()
+        .map(|(n, m)| (n.clone(), m.kind, m.contains))
+        .collect();
+    empty.derive(&declared);
+    assert_eq!(empty.verdict, Verdict::Fail);
+    let text = novaload::report::junit::render(&[empty]);
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let run = doc
+        .descendants()
+        .find(|n| n.attribute("name") == Some("run completed without errors"))
+        .unwrap();
+    let f = failure(run).expect("measured nothing fails the run case");
+    assert!(
+        f.attribute("message")
+            .unwrap()
+            .starts_with(novaload::report::summary::MEASURED_NOTHING),
+        "{:?}",
+        f.attribute("message")
+    );
     // properties carry the run metadata
     let props: Vec<_> = suite
         .descendants()
