@@ -81,3 +81,67 @@ pub fn read_summary(path: &std::path::Path) -> anyhow::Result<Summary> {
     );
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::metrics::{Recorder, Registry, Tags, builtin};
+    use crate::report::summary::SummaryMeta;
+    use std::sync::Arc;
+
+    /// The reasons travel in `error_reasons` (read back exactly, so merges keep them); the k6
+    /// view has no place for them and keeps its shape.
+    #[test]
+    fn reasons_round_trip_and_leave_the_k6_view_alone() {
+        let rec = Recorder::new(Arc::new(Registry::new()));
+        let tags = Tags {
+            error_kind: Some(ErrorKind::Tls),
+            ..Tags::scenario(&Arc::from("default"))
+        };
+        rec.record(builtin::HTTP_REQS, 2.0, &tags);
+        rec.record_reason(
+            ErrorKind::Tls,
+            "TLS handshake with 127.0.0.1:8443: UnknownIssuer",
+        );
+        rec.record_reason(
+            ErrorKind::Tls,
+            "TLS handshake with 127.0.0.1:8443: UnknownIssuer",
+        );
+        let s = Summary::build(
+            &rec.snapshot(),
+            SummaryMeta {
+                run_id: "t".into(),
+                run_id_generated: false,
+                test: "url".into(),
+                profile: "smoke".into(),
+                target: String::new(),
+                started_at: chrono::Utc::now(),
+                duration_s: 1.0,
+                partial_reason: None,
+                segment: String::new(),
+                scenarios: Vec::new(),
+                thresholds: Vec::new(),
+                interrupted_iterations: 0,
+                run_errors: Vec::new(),
+                notes: Vec::new(),
+                telemetry: Default::default(),
+            },
+        );
+        let text = summary_file(&s).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v["error_reasons"]["tls"]["messages"]["TLS handshake with 127.0.0.1:8443: UnknownIssuer"],
+            2
+        );
+        let k6 = v["k6_summary_export"].as_object().unwrap();
+        assert_eq!(
+            k6.keys().collect::<Vec<_>>(),
+            ["metrics", "root_group"],
+            "the k6 shape"
+        );
+        let back: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.error_reasons, s.error_reasons);
+        assert_eq!(back.errors_by_kind, s.errors_by_kind);
+    }
+}
