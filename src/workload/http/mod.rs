@@ -12,7 +12,7 @@
 mod codec;
 mod tls;
 
-pub use tls::TlsSettings;
+pub use tls::{TlsSettings, describe_handshake_error};
 
 use crate::error::ErrorKind;
 use bytes::{Bytes, BytesMut};
@@ -324,11 +324,10 @@ impl HttpClient {
             };
             let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
                 .map_err(|e| (ErrorKind::Tls, format!("server name {}: {e}", origin.host)))?;
-            let s = tls
-                .connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| (ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")))?;
+            let s = tls.connector.connect(name, tcp).await.map_err(|e| {
+                let why = tls::describe_handshake_error(&e);
+                (ErrorKind::Tls, format!("TLS handshake with {addr}: {why}"))
+            })?;
             t.tls_handshaking = ms(tls_start.elapsed());
             Stream::Tls(Box::new(s))
         } else {

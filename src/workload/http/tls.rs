@@ -83,6 +83,40 @@ impl TlsSettings {
     }
 }
 
+/// A TLS handshake failure in words a user can act on: the rustls reason (unknown issuer,
+/// name mismatch, expired, …) and, where there is one, the flag that fixes it. `e` is what
+/// the handshake returned (an `io::Error` wrapping a `rustls::Error`).
+pub fn describe_handshake_error(e: &std::io::Error) -> String {
+    use rustls::CertificateError as C;
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return e.to_string();
+    };
+    let untrusted = "certificate not trusted (unknown issuer): a self-signed or private-CA certificate? \
+                     pass its CA (or the certificate itself) with --cacert FILE, or --insecure-skip-tls-verify";
+    match tls {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => untrusted.to_string(),
+            // webpki refuses a CA:TRUE certificate as the server's own before it looks for an
+            // issuer: what `openssl req -x509` makes by default. Untrusted is what matters.
+            C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+                format!("{untrusted} (the server presents a CA certificate as its own)")
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                "certificate name mismatch: {tls} (connect by a name the certificate lists)"
+            ),
+            C::Expired | C::ExpiredContext { .. } => format!("certificate expired: {tls}"),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                format!("certificate not valid yet: {tls}")
+            }
+            _ => tls.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// The Web PKI verifier, and when it refuses a server certificate that is byte-identical to a
 /// `--cacert` certificate, acceptance after the checks that still apply to a pinned
 /// certificate: the server name and the validity period. The handshake signature is always
