@@ -725,10 +725,10 @@ async fn the_password_never_reaches_results_or_logs() {
     // a failing run: the database does not exist (the pre-flight's config error names it)
     let mut missing = url::Url::parse(&db.url).unwrap();
     missing.set_path("/no_such_database_here");
-    let e = session::run(direct_args(missing.as_str(), out.path()), Stops::default())
-        .await
-        .err()
-        .expect("a missing database is a config error");
+    let Err(e) = session::run(direct_args(missing.as_str(), out.path()), Stops::default()).await
+    else {
+        panic!("a missing database is a config error");
+    };
     let msg = format!("{e:#}");
     assert!(msg.contains("no_such_database_here"), "{msg}");
     assert!(!msg.contains(pw), "password in {msg}");
