@@ -433,11 +433,17 @@ pub async fn run_local(a: RunArgs, workers: u64, stops: Stops) -> anyhow::Result
             allow_partial: interrupted,
         },
     )
-    .with_context(|| {
-        if failed.is_empty() {
+    .map_err(|e| {
+        let what = if failed.is_empty() {
             "merging the workers' results".to_string()
         } else {
             format!("merging the workers' results ({})", failed.join("; "))
+        };
+        // A merge refusal is a ConfigError (exit 2, bad input) for `novaload merge`; here the
+        // shards are this process's own workers, so a refusal means a worker failed: exit 1.
+        match e.downcast_ref::<ConfigError>() {
+            Some(c) => anyhow::anyhow!("{what}: {}", c.problem),
+            None => e.context(what),
         }
     })?;
     if !a.quiet {

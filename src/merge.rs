@@ -2,16 +2,22 @@
 //! execution segment) into one results folder, exactly.
 //!
 //! - Summaries: series with the same metric and tags are merged as aggregates (counters summed,
-//!   rates by passes/fails, gauges newest value/min/max, trends by adding HDR histograms), so
-//!   merged percentiles equal those of one histogram over every sample. Metrics, checks,
-//!   thresholds and the verdict are then re-derived from the merged series
-//!   ([`Summary::derive`]); duration is the span from the earliest shard start to the latest end.
-//!   Shards are merged in segment order, so the result does not depend on argument order.
-//!   A gauge's `max` is then raised to the peak of its per-second sum over shards (gauges are
-//!   per-process totals: 6 workers holding ~16,700 WebSockets each hold 100,000 together).
-//! - Refused: shards of different runs (run id), tests, profiles, scenarios or thresholds, and a
-//!   segment given twice or overlapping. Segments that do not cover 0..1 are a missing shard:
-//!   an error, unless `allow_partial` (then the merge is marked partial, naming what is missing).
+//!   rates by passes/fails, trends by adding HDR histograms), so merged percentiles equal those
+//!   of one histogram over every sample. Gauges are per-process totals (6 workers holding
+//!   ~16,700 WebSockets each hold 100,000 together): the merged value is the sum of the shards'
+//!   last values, and `max`/`min` are the peak/trough of the per-second sum over shards (when
+//!   every shard has its time series). Metrics, checks, thresholds and the verdict are then
+//!   re-derived from the merged series ([`Summary::derive`]); duration is the span from the
+//!   earliest shard start to the latest end. Failure messages (`error_reasons`) are merged with
+//!   [`crate::metrics::reasons::ErrorReasons::merge`]. Shards are merged in segment order, so
+//!   the result does not depend on argument order.
+//! - Run ids: shards normally share `--run-id`. Shards started without one (k6's habit: each
+//!   generates its own id, `Summary::run_id_generated`) are merged as one run when everything
+//!   else fits; the merge keeps the first shard's id (in segment order) and says so in a note.
+//! - Refused with a [`ConfigError`] (exit 2) naming the fix: shards with different given run ids,
+//!   different tests, profiles, scenarios or thresholds, a segment given twice or overlapping.
+//!   Segments that do not cover 0..1 are a missing shard: an error, unless `allow_partial`
+//!   (then the merge is marked partial, naming what is missing).
 //! - `<test>.json` (per-second NDJSON): the n-th second of every shard is merged into the n-th
 //!   second of the output (shards start together with `--start-at`/local workers). Counters and
 //!   rate passes/fails are summed; gauges are summed too (the built-in gauges — `vus`, `vus_max`,
@@ -19,11 +25,13 @@
 //!   percentiles, so each shard's trend line is kept, tagged `"shard": "<segment>"`.
 //! - `<test>.log` of each shard is copied to `<test>.<segment>.log`; SUMMARY.md lists the shards.
 
+use crate::error::ConfigError;
+use crate::metrics::reasons::ErrorReasons;
 use crate::metrics::{Agg, Contains, MetricKind, Tags};
 use crate::plan::segment::{Rational, Segment};
 use crate::report::summary::{Series, SeriesData};
 use crate::report::{Summary, Verdict, json};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -82,7 +90,14 @@ pub fn parse_segment_label(s: &str) -> Result<Segment, String> {
 /// Merges the shard folders `dirs` into `out` (created). Every test present in any shard is
 /// merged; a shard lacking a test another shard has is a missing shard.
 pub fn merge_dirs(dirs: &[PathBuf], out: &Path, opts: MergeOptions) -> anyhow::Result<Merged> {
-    anyhow::ensure!(!dirs.is_empty(), "give at least one shard results folder");
+    if dirs.is_empty() {
+        return Err(ConfigError::new(
+            "DIR",
+            "no shard results folder given",
+            "name every shard's results folder: novaload merge results/shard1 results/shard2 -o results/merged",
+        )
+        .into());
+    }
     let mut stems: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for d in dirs {
         let entries =
@@ -97,11 +112,14 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path, opts: MergeOptions) -> anyhow::R
                 found = true;
             }
         }
-        anyhow::ensure!(
-            found,
-            "{} holds no *_summary.json: is it a shard results folder?",
-            d.display()
-        );
+        if !found {
+            return Err(ConfigError::new(
+                "DIR",
+                format!("{} holds no *_summary.json", d.display()),
+                "give the results folder of each shard (the one holding <test>_summary.json)",
+            )
+            .into());
+        }
     }
     for (stem, have) in &stems {
         if have.len() != dirs.len() {
@@ -111,10 +129,15 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path, opts: MergeOptions) -> anyhow::R
                 .map(|d| d.display().to_string())
                 .collect();
             if !opts.allow_partial {
-                bail!(
-                    "missing shard: test '{stem}' has no {stem}_summary.json in {} (the shard failed or was stopped early); pass --allow-partial to merge what exists",
-                    missing.join(", ")
-                );
+                return Err(ConfigError::new(
+                    "DIR",
+                    format!(
+                        "missing shard: test '{stem}' has no {stem}_summary.json in {} (the shard failed or was stopped early)",
+                        missing.join(", ")
+                    ),
+                    "rerun that shard, or pass --allow-partial to merge what exists",
+                )
+                .into());
             }
         }
     }
@@ -179,13 +202,20 @@ fn describe_thresholds(s: &Summary) -> String {
         .join("; ")
 }
 
-/// Merges shard summaries of one test (see the module docs for the rules).
+/// Merges shard summaries of one test (see the module docs for the rules). Refusals are
+/// [`ConfigError`]s (bad input: exit 2) that say how to fix the command or the shards.
 pub fn merge_summaries(mut shards: Vec<Shard>, opts: MergeOptions) -> anyhow::Result<Summary> {
-    anyhow::ensure!(!shards.is_empty(), "nothing to merge");
-    // the same run, test, profile, scenarios and thresholds
+    if shards.is_empty() {
+        return Err(ConfigError::new(
+            "DIR",
+            "nothing to merge",
+            "name the shards' results folders",
+        )
+        .into());
+    }
+    // the same test, profile, scenarios and thresholds: the same plan, split in segments
     type Field = (&'static str, fn(&Summary) -> String);
-    let fields: [Field; 5] = [
-        ("run id", |s| s.run_id.clone()),
+    let fields: [Field; 4] = [
         ("test", |s| s.test.clone()),
         ("profile", |s| s.profile.clone()),
         ("scenarios", describe_scenarios),
@@ -194,15 +224,21 @@ pub fn merge_summaries(mut shards: Vec<Shard>, opts: MergeOptions) -> anyhow::Re
     for (name, get) in fields {
         let first = get(&shards[0].summary);
         if let Some(other) = shards.iter().find(|s| get(&s.summary) != first) {
-            bail!(
-                "cannot merge: the shards are not one run — {name} differs: {} has '{}', {} has '{}'",
-                shards[0].dir.display(),
-                first,
-                other.dir.display(),
-                get(&other.summary)
-            );
+            return Err(ConfigError::new(
+                "DIR",
+                format!(
+                    "cannot merge: the shards are not one run — {name} differs: {} has '{}', {} has '{}'",
+                    shards[0].dir.display(),
+                    first,
+                    other.dir.display(),
+                    get(&other.summary)
+                ),
+                "merge only shards started with the same test, profile, scenario file and thresholds (one command line with a different --segment each)",
+            )
+            .into());
         }
     }
+    let run_ids = check_run_ids(&shards)?;
     // segments: no repeats, no overlaps, and (unless allowed) full coverage
     let mut segs = Vec::new();
     for s in &shards {
@@ -226,21 +262,31 @@ pub fn merge_summaries(mut shards: Vec<Shard>, opts: MergeOptions) -> anyhow::Re
         if w > 0 {
             let prev = order[w - 1];
             if segs[prev] == seg {
-                bail!(
-                    "cannot merge: segment {} appears twice ({} and {}): the same shard given twice?",
-                    shards[i].label(),
-                    shards[prev].dir.display(),
-                    shards[i].dir.display()
-                );
+                return Err(ConfigError::new(
+                    "--segment",
+                    format!(
+                        "cannot merge: segment {} appears twice ({} and {}): the same shard given twice?",
+                        shards[i].label(),
+                        shards[prev].dir.display(),
+                        shards[i].dir.display()
+                    ),
+                    "give each shard's folder once; shards of one run have distinct segments (--segment 1/N … N/N)",
+                )
+                .into());
             }
             if seg.from < at {
-                bail!(
-                    "cannot merge: segments overlap: {} ({}) and {} ({})",
-                    shards[prev].label(),
-                    shards[prev].dir.display(),
-                    shards[i].label(),
-                    shards[i].dir.display()
-                );
+                return Err(ConfigError::new(
+                    "--segment",
+                    format!(
+                        "cannot merge: segments overlap: {} ({}) and {} ({})",
+                        shards[prev].label(),
+                        shards[prev].dir.display(),
+                        shards[i].label(),
+                        shards[i].dir.display()
+                    ),
+                    "merge shards of one split only: --segment 1/N … N/N with the same N (or k6 segments from one --execution-segment-sequence)",
+                )
+                .into());
             }
         }
         if seg.from > at {
@@ -264,15 +310,20 @@ pub fn merge_summaries(mut shards: Vec<Shard>, opts: MergeOptions) -> anyhow::Re
         );
     }
     if !missing.is_empty() && !opts.allow_partial {
-        bail!(
-            "missing shard: the segments given ({}) do not cover the whole run; missing {}. Pass every shard's folder, or --allow-partial to merge what exists",
-            order
-                .iter()
-                .map(|i| shards[*i].label())
-                .collect::<Vec<_>>()
-                .join(", "),
-            missing.join(", ")
-        );
+        return Err(ConfigError::new(
+            "--segment",
+            format!(
+                "missing shard: the segments given ({}) do not cover the whole run; missing {}",
+                order
+                    .iter()
+                    .map(|i| shards[*i].label())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                missing.join(", ")
+            ),
+            "pass every shard's folder, or --allow-partial to merge what exists",
+        )
+        .into());
     }
     let sorted: Vec<Shard> = order.iter().map(|i| shards[*i].clone()).collect();
     shards = sorted;
@@ -287,8 +338,18 @@ pub fn merge_summaries(mut shards: Vec<Shard>, opts: MergeOptions) -> anyhow::Re
     }
     // series merged by (metric, tags), in segment order
     let mut merged: BTreeMap<(String, Tags), Agg> = BTreeMap::new();
+    // gauges: the sum of every shard's last value (gauges are per-process totals)
+    let mut gauge_totals: BTreeMap<(String, Tags), f64> = BTreeMap::new();
     for s in &shards {
         for series in &s.summary.series {
+            if let SeriesData::Gauge {
+                last, seen: true, ..
+            } = series.data
+            {
+                *gauge_totals
+                    .entry((series.metric.clone(), series.tags.clone()))
+                    .or_default() += last;
+            }
             let agg = series.data.to_agg().map_err(|e| {
                 anyhow::anyhow!(
                     "{}: series {} has an unreadable histogram: {e}",
@@ -302,6 +363,13 @@ pub fn merge_summaries(mut shards: Vec<Shard>, opts: MergeOptions) -> anyhow::Re
                     merged.insert((series.metric.clone(), series.tags.clone()), agg);
                 }
             }
+        }
+    }
+    for (key, total) in gauge_totals {
+        if let Some(Agg::Gauge { last, min, max, .. }) = merged.get_mut(&key) {
+            *last = total;
+            *min = min.min(total);
+            *max = max.max(total);
         }
     }
     let first = &shards[0].summary;
@@ -376,6 +444,24 @@ pub fn merge_summaries(mut shards: Vec<Shard>, opts: MergeOptions) -> anyhow::Re
             out.notes.push(n.clone());
         }
     }
+    if let RunIds::Generated = run_ids {
+        // in segment order, the kept one first
+        let mut ids: Vec<&str> = Vec::new();
+        for s in &shards {
+            if !ids.contains(&s.summary.run_id.as_str()) {
+                ids.push(&s.summary.run_id);
+            }
+        }
+        out.notes.push(format!(
+            "shards had different generated run ids ({}) and were merged as one run under the first, {}; give every shard the same --run-id to name the run (and to find all its series and spans by one run_id)",
+            ids.join(", "),
+            out.run_id
+        ));
+    }
+    out.error_reasons = ErrorReasons::default();
+    for s in &shards {
+        out.error_reasons.merge(&s.summary.error_reasons);
+    }
     out.telemetry.spans_exported = shards
         .iter()
         .map(|s| s.summary.telemetry.spans_exported)
@@ -395,13 +481,60 @@ pub fn merge_summaries(mut shards: Vec<Shard>, opts: MergeOptions) -> anyhow::Re
     Ok(out)
 }
 
+/// How the shards' run ids relate.
+enum RunIds {
+    /// One id: an ordinary distributed run.
+    Shared,
+    /// Every shard generated its own id (no `--run-id` given): merged as one run, with a note.
+    Generated,
+}
+
+/// Shards of one run share a run id, or (none given) each generated its own. Ids that were
+/// given and differ are shards of different runs, or a run whose shards were not all given the
+/// id: refused, naming the fix.
+fn check_run_ids(shards: &[Shard]) -> anyhow::Result<RunIds> {
+    let first = &shards[0];
+    let Some(other) = shards
+        .iter()
+        .find(|s| s.summary.run_id != first.summary.run_id)
+    else {
+        return Ok(RunIds::Shared);
+    };
+    if shards.iter().all(|s| s.summary.run_id_generated) {
+        return Ok(RunIds::Generated);
+    }
+    let how = |s: &Shard| {
+        if s.summary.run_id_generated {
+            "generated"
+        } else {
+            "given"
+        }
+    };
+    Err(ConfigError::new(
+        "--run-id",
+        format!(
+            "cannot merge: the shards are not one run — run id differs: {} has '{}' ({}), {} has '{}' ({})",
+            first.dir.display(),
+            first.summary.run_id,
+            how(first),
+            other.dir.display(),
+            other.summary.run_id,
+            how(other)
+        ),
+        "start every shard of a run with the same --run-id (e.g. --run-id nightly-42), and merge only that run's shards",
+    )
+    .into())
+}
+
 /// Gauges here are per-process totals (VUs, open WebSockets, migrations in flight, per-second
 /// rates), so the whole run's peak is the peak of their sum over shards at one instant, not the
 /// largest shard's own peak (which is all the shard summaries hold). This reads every shard's
 /// per-second NDJSON, sums each gauge second by second (a gauge has a line only in the seconds
-/// it was set, so a shard's last value carries over), and raises the merged `max` to that peak;
-/// thresholds such as `ws_connections_active max>=80000` are then judged on the whole run.
-/// Metrics with several tagged series, or shards without a time series, are left as they are.
+/// it was set, so a shard's last value carries over), and raises the merged `max` to that peak
+/// and sets `min` to the trough of the sum (the sum of each second's minimums); thresholds such
+/// as `ws_connections_active max>=80000` are then judged on the whole run. The merged value
+/// (the sum of the shards' last values) is kept within them. Metrics with several tagged
+/// series, or shards without a time series, are left as they are.
 fn raise_summed_gauge_peaks(summary: &mut Summary, shards: &[Shard], stem: &str) {
     if shards.len() < 2 {
         return;
@@ -416,8 +549,8 @@ fn raise_summed_gauge_peaks(summary: &mut Summary, shards: &[Shard], stem: &str)
     if gauges.is_empty() {
         return;
     }
-    // per shard: metric -> second -> (max within that second, value at its end)
-    type Seconds = BTreeMap<u64, (f64, f64)>;
+    // per shard: metric -> second -> (min and max within that second, value at its end)
+    type Seconds = BTreeMap<u64, (f64, f64, f64)>;
     let mut per_shard: Vec<BTreeMap<String, Seconds>> = Vec::new();
     for s in shards {
         let Ok(file) = std::fs::File::open(s.dir.join(format!("{stem}.json"))) else {
@@ -440,9 +573,10 @@ fn raise_summed_gauge_peaks(summary: &mut Summary, shards: &[Shard], stem: &str)
             ) else {
                 continue;
             };
+            let min = values["min"].as_f64().unwrap_or(last).min(last);
             m.entry(metric.to_string())
                 .or_default()
-                .insert(t.round() as u64, (max, last));
+                .insert(t.round() as u64, (min, max, last));
         }
         per_shard.push(m);
     }
@@ -454,26 +588,37 @@ fn raise_summed_gauge_peaks(summary: &mut Summary, shards: &[Shard], stem: &str)
             .flat_map(|x| x.keys().copied())
             .collect();
         let mut carried = vec![0.0; per_shard.len()];
-        let mut peak = f64::NEG_INFINITY;
+        let (mut peak, mut trough) = (f64::NEG_INFINITY, f64::INFINITY);
         for t in seconds {
-            let mut sum = 0.0;
+            let (mut high, mut low) = (0.0, 0.0);
             for (i, m) in per_shard.iter().enumerate() {
                 match m.get(g).and_then(|x| x.get(&t)) {
-                    Some((max, last)) => {
-                        sum += max;
+                    Some((min, max, last)) => {
+                        high += max;
+                        low += min;
                         carried[i] = *last;
                     }
-                    None => sum += carried[i],
+                    None => {
+                        high += carried[i];
+                        low += carried[i];
+                    }
                 }
             }
-            peak = peak.max(sum);
+            peak = peak.max(high);
+            trough = trough.min(low);
         }
         if let Some(series) = summary.series.iter_mut().find(|s| &s.metric == g)
-            && let SeriesData::Gauge { max, .. } = &mut series.data
-            && peak > *max
+            && let SeriesData::Gauge { max, min, last, .. } = &mut series.data
+            && peak.is_finite()
+            && trough.is_finite()
         {
-            *max = peak;
-            changed = true;
+            // the merged value (the end's sum) stays within the whole run's range
+            let (new_max, new_min) = (peak.max(*max), trough.min(*last));
+            if new_max != *max || new_min != *min {
+                *max = new_max;
+                *min = new_min;
+                changed = true;
+            }
         }
     }
     if changed {

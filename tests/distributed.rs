@@ -5,6 +5,7 @@
 mod http_server;
 
 use novaload::cli::RunArgs;
+use novaload::error::ErrorKind;
 use novaload::merge::{self, MergeOptions};
 use novaload::report::{Summary, Verdict};
 use novaload::session::{self, Stops};
@@ -270,4 +271,172 @@ fn local_workers_give_one_results_folder_equal_to_a_single_run() {
         single.trend("http_req_duration").unwrap().count
     );
     drop(rt);
+}
+
+/// Runs `make()` as segments 1/2 and 2/2 concurrently, with the given run ids (None: the
+/// shard generates its own, as `novaload run --segment i/2` without `--run-id` does).
+async fn two_shards(
+    base: &Path,
+    run_ids: [Option<&str>; 2],
+    make: impl Fn() -> RunArgs,
+) -> Vec<(PathBuf, Summary)> {
+    let runs = run_ids.iter().enumerate().map(|(i, id)| {
+        let mut a = make();
+        a.segment = Some(format!("{}/2", i + 1));
+        a.run_id = id.map(str::to_owned);
+        a.out = base.join(format!("shard{}", i + 1));
+        async move { session::run(a, Stops::default()).await.unwrap() }
+    });
+    futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|o| (o.results_dir, o.summaries.into_iter().next().unwrap()))
+        .collect()
+}
+
+/// `novaload merge DIRS -o OUT` through the real binary: (exit code, stderr).
+fn merge_command(dirs: &[PathBuf], out: &Path) -> (Option<i32>, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_novaload"))
+        .arg("merge")
+        .args(dirs)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_with_generated_run_ids_merge_as_one_run_with_a_note() {
+    let srv = http_server::start(None).await;
+    let url = format!("http://{}/", srv.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let make = || {
+        let mut a = args(&url, dir.path());
+        a.vus = Some(5);
+        a.iterations = Some(400);
+        a.duration = Some("60s".into());
+        a
+    };
+    let shards = two_shards(dir.path(), [None, None], make).await;
+    let (ids, generated): (Vec<&str>, Vec<bool>) = shards
+        .iter()
+        .map(|(_, s)| (s.run_id.as_str(), s.run_id_generated))
+        .unzip();
+    assert_eq!(generated, [true, true], "no --run-id given: {ids:?}");
+    assert_ne!(ids[0], ids[1], "each shard generated its own id");
+    // the shards' VUs (3 + 2) add up to the run's 5; each shard's own vus_max is smaller
+    let shard_vus: Vec<f64> = shards
+        .iter()
+        .map(|(_, s)| s.value("vus_max", "value").unwrap())
+        .collect();
+    assert_eq!(shard_vus.iter().sum::<f64>(), 5.0, "{shard_vus:?}");
+    assert!(shard_vus.iter().all(|v| *v < 5.0), "{shard_vus:?}");
+
+    // failure messages in each shard: the merge carries the union, counts added
+    let dirs: Vec<PathBuf> = shards.iter().map(|(d, _)| d.clone()).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        let path = d.join("url_summary.json");
+        let mut s = novaload::report::json::read_summary(&path).unwrap();
+        s.error_reasons.add(ErrorKind::Status, "GET /: HTTP 503");
+        s.error_reasons.add(
+            ErrorKind::Timeout,
+            &format!("shard {i}: no response within 10s"),
+        );
+        std::fs::write(&path, novaload::report::json::summary_file(&s).unwrap()).unwrap();
+    }
+
+    let out = dir.path().join("merged");
+    let m = merge::merge_dirs(&dirs, &out, MergeOptions::default()).unwrap();
+    let merged = &m.summaries[0];
+    assert_eq!(count(merged, "http_reqs"), 400.0);
+    assert_eq!(merged.shards.len(), 2);
+    // the first shard's id names the merged run, and a note says why and how to avoid it
+    assert_eq!(merged.run_id, ids[0]);
+    let note = merged
+        .notes
+        .iter()
+        .find(|n| n.contains("different generated run ids"))
+        .unwrap_or_else(|| panic!("no run id note in {:?}", merged.notes));
+    assert!(note.contains("--run-id"), "{note}");
+    assert!(note.contains(ids[0]) && note.contains(ids[1]), "{note}");
+    assert!(
+        merged.run_id_generated,
+        "the merged id is still a generated one"
+    );
+
+    // vus_max: the merged value is the sum over shards, like its peak (not one shard's value)
+    assert_eq!(merged.value("vus_max", "value"), Some(5.0));
+    assert_eq!(merged.value("vus_max", "max"), Some(5.0));
+    assert_eq!(merged.value("vus_max", "min"), Some(5.0));
+
+    let reasons = &merged.error_reasons;
+    assert_eq!(reasons.top("status", 5), vec![("GET /: HTTP 503", 2)]);
+    assert_eq!(
+        reasons.top("timeout", 5),
+        vec![
+            ("shard 0: no response within 10s", 1),
+            ("shard 1: no response within 10s", 1)
+        ]
+    );
+    // what merge wrote reads back the same
+    let written = novaload::report::json::read_summary(&out.join("url_summary.json")).unwrap();
+    assert_eq!(&written.error_reasons, reasons);
+    assert_eq!(written.notes, merged.notes);
+
+    // through the real binary: exit 0 (the run passes)
+    let (code, stderr) = merge_command(&dirs, &dir.path().join("merged-cli"));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_of_different_given_run_ids_are_refused_with_exit_2_naming_the_fix() {
+    let srv = http_server::start(None).await;
+    let url = format!("http://{}/", srv.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let make = || {
+        let mut a = args(&url, dir.path());
+        a.vus = Some(2);
+        a.iterations = Some(100);
+        a.duration = Some("60s".into());
+        a
+    };
+    let shards = two_shards(dir.path(), [Some("run-a"), Some("run-b")], make).await;
+    let dirs: Vec<PathBuf> = shards.iter().map(|(d, _)| d.clone()).collect();
+    let (code, stderr) = merge_command(&dirs, &dir.path().join("merged"));
+    assert_eq!(code, Some(2), "a bad-input error: {stderr}");
+    assert!(stderr.contains("--run-id"), "names the fix: {stderr}");
+    assert!(
+        stderr.contains("run-a") && stderr.contains("run-b"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("merged").join("url_summary.json").exists());
+
+    // one shard given an id, the other generating its own: refused the same way
+    let text = std::fs::read_to_string(dirs[1].join("url_summary.json")).unwrap();
+    let flipped = text.replacen(
+        "\"run_id_generated\": false",
+        "\"run_id_generated\": true",
+        1,
+    );
+    assert_ne!(flipped, text, "the summary spells run_id_generated");
+    std::fs::write(dirs[1].join("url_summary.json"), flipped).unwrap();
+    let e = merge::merge_dirs(&dirs, &dir.path().join("x1"), MergeOptions::default()).unwrap_err();
+    let config = e
+        .downcast_ref::<novaload::error::ConfigError>()
+        .unwrap_or_else(|| panic!("not a ConfigError: {e:#}"));
+    assert_eq!(config.field, "--run-id");
+    assert!(config.problem.contains("given") && config.problem.contains("generated"));
+
+    // a missing shard: exit 2, naming the missing segment
+    let (code, stderr) = merge_command(&dirs[..1], &dir.path().join("x2"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("missing") && stderr.contains("1/2:1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-partial"), "{stderr}");
 }
