@@ -462,11 +462,12 @@ mod tests {
         assert_eq!(kind, ErrorKind::Tls, "{message}");
         assert!(
             message.starts_with(&format!(
-                "TLS handshake with 127.0.0.1:{}: invalid peer certificate",
+                "TLS handshake with 127.0.0.1:{}: certificate not trusted (unknown issuer)",
                 url.port().unwrap()
             )),
             "{message}"
         );
+        assert!(message.contains("--cacert FILE"), "{message}");
         // --insecure-skip-tls-verify still accepts anything
         assert_eq!(
             get(TlsSettings::new(None, true).unwrap(), &url).await,
