@@ -4,10 +4,10 @@
 //! every operation also lands on the live `db.client.operation.duration` histogram. A
 //! `db_errors` failure on a failed request is that request's (kind and reason recorded by
 //! [`Vu::request`]); one on a response that arrived is tagged `check` or `body` with its reason
-//! ([`record_group`]).
+//! ([`super::failure::record_group`]).
 
-use super::api::{missing_field, record_group, wrong_status};
 use super::endpoints::{Endpoints, field, id_string, truthy};
+use super::failure::{missing_field, record_group, wrong_status};
 use super::{Req, Vu, Workload};
 use crate::metrics::{Contains, MetricId, MetricKind, Registry};
 use bytes::Bytes;

@@ -11,10 +11,10 @@
 //! (`status`, with the HTTP status), unreachable (`connect`), untrusted (`tls`) or timed out,
 //! a stream frame that is not JSON or lacks a field, an abnormal close — tags its `true`
 //! sample with a kind for the summary's errors-by-kind table and records its message
-//! ([`record_failure`]).
+//! ([`super::failure::record_failure`]).
 
-use super::api::{missing_field, record_failure, record_group, wrong_status};
 use super::endpoints::{Endpoints, field, id_string, truthy};
+use super::failure::{missing_field, record_failure, record_group, wrong_status};
 use super::{Req, Vu, Workload};
 use crate::error::ErrorKind;
 use crate::metrics::{Contains, MetricId, MetricKind, Registry};

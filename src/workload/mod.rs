@@ -9,6 +9,7 @@ pub mod db;
 pub mod db_direct;
 pub mod dwcp;
 pub mod endpoints;
+pub mod failure;
 pub mod fdlimit;
 pub mod http;
 pub mod url;

@@ -38,7 +38,7 @@
 //! Memory: one task per connection (the VU's own), a 4 KiB read buffer, eager writes, 64 KiB
 //! message limit, timers polled in one `select!` loop; nothing else per connection.
 
-use super::api::record_failure;
+use super::failure::record_failure;
 use super::{Vu, Workload};
 use crate::error::{ConfigError, ErrorKind};
 use crate::metrics::{Contains, MetricId, MetricKind, Recorder, Registry, Tags};
