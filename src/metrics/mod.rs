@@ -283,6 +283,10 @@ mod tests {
             r.def(builtin::HTTP_REQS_PER_SECOND).name,
             "http_reqs_per_second"
         );
-        assert_eq!(r.len(), builtin::HTTP_REQS_PER_SECOND.0 as usize + 1);
+        assert_eq!(
+            r.def(builtin::HTTP_RESP_BODIES_TRUNCATED).name,
+            "http_resp_bodies_truncated"
+        );
+        assert_eq!(r.len(), builtin::HTTP_RESP_BODIES_TRUNCATED.0 as usize + 1);
     }
 }

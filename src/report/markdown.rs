@@ -432,6 +432,14 @@ fn notes(out: &mut String, s: &Summary) {
     for e in &s.telemetry.errors {
         notes.push(format!("telemetry: {e}"));
     }
+    if let Some(n) = s
+        .value("http_resp_bodies_truncated", "count")
+        .filter(|n| *n > 0.0)
+    {
+        notes.push(format!(
+            "{n:.0} response bodies were longer than --response-body-limit: checks saw only their first bytes (every byte is counted in data_received; raise the limit if checks need more)"
+        ));
+    }
     if notes.is_empty() {
         return;
     }
@@ -500,6 +508,19 @@ mod tests {
             notes: Vec::new(),
             telemetry: Default::default(),
         }
+    }
+
+    #[test]
+    fn truncated_bodies_are_noted_with_the_flag_that_changes_it() {
+        let rec = Recorder::new(Arc::new(Registry::new()));
+        rec.record(builtin::HTTP_REQS, 3.0, &Tags::default());
+        assert!(!render(&[Summary::build(&rec.snapshot(), meta())]).contains("response bodies"));
+        rec.record(builtin::HTTP_RESP_BODIES_TRUNCATED, 2.0, &Tags::default());
+        let md = render(&[Summary::build(&rec.snapshot(), meta())]);
+        assert!(
+            md.contains("- 2 response bodies were longer than --response-body-limit"),
+            "{md}"
+        );
     }
 
     #[test]
