@@ -124,24 +124,27 @@ pub fn redact(message: &str) -> String {
     out
 }
 
-/// `scheme://user:secret@host` → `scheme://user:***@host`.
-fn redact_userinfo(s: &str) -> String {
+/// Replaces the password of every `scheme://user:password@host` in `s` with `***`
+/// (`postgres://bob:s3cr3t@db/x` → `postgres://bob:***@db/x`).
+pub fn redact_userinfo(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
+        // the authority ends at the first '/', '?', '#', whitespace or quote
         let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace())
             .unwrap_or(tail.len());
         let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
+        let userinfo_end = authority.rfind('@');
+        match userinfo_end.and_then(|at| authority[..at].find(':').map(|colon| (at, colon))) {
+            Some((at, colon)) => {
                 out.push_str(&authority[..colon]);
                 out.push_str(":***");
                 out.push_str(&authority[at..]);
             }
-            _ => out.push_str(authority),
+            None => out.push_str(authority),
         }
         rest = &tail[end..];
     }

@@ -108,26 +108,7 @@ mod tests {
             ErrorKind::Tls,
             "TLS handshake with 127.0.0.1:8443: UnknownIssuer",
         );
-        let s = Summary::build(
-            &rec.snapshot(),
-            SummaryMeta {
-                run_id: "t".into(),
-                run_id_generated: false,
-                test: "url".into(),
-                profile: "smoke".into(),
-                target: String::new(),
-                started_at: chrono::Utc::now(),
-                duration_s: 1.0,
-                partial_reason: None,
-                segment: String::new(),
-                scenarios: Vec::new(),
-                thresholds: Vec::new(),
-                interrupted_iterations: 0,
-                run_errors: Vec::new(),
-                notes: Vec::new(),
-                telemetry: Default::default(),
-            },
-        );
+        let s = Summary::build(&rec.snapshot(), SummaryMeta::for_test("url"));
         let text = summary_file(&s).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(

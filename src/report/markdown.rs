@@ -491,23 +491,7 @@ mod tests {
     }
 
     fn meta() -> SummaryMeta {
-        SummaryMeta {
-            run_id: "t".into(),
-            run_id_generated: false,
-            test: "api".into(),
-            profile: "smoke".into(),
-            target: String::new(),
-            started_at: chrono::Utc::now(),
-            duration_s: 1.0,
-            partial_reason: None,
-            segment: String::new(),
-            scenarios: Vec::new(),
-            thresholds: Vec::new(),
-            interrupted_iterations: 0,
-            run_errors: Vec::new(),
-            notes: Vec::new(),
-            telemetry: Default::default(),
-        }
+        SummaryMeta::for_test("api")
     }
 
     #[test]

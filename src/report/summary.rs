@@ -268,6 +268,30 @@ pub struct SummaryMeta {
     pub telemetry: TelemetryReport,
 }
 
+#[cfg(test)]
+impl SummaryMeta {
+    /// A one-second run of `test` with nothing else set (unit-test fixtures).
+    pub(crate) fn for_test(test: &str) -> Self {
+        SummaryMeta {
+            run_id: "t".into(),
+            run_id_generated: false,
+            test: test.into(),
+            profile: "smoke".into(),
+            target: String::new(),
+            started_at: chrono::Utc::now(),
+            duration_s: 1.0,
+            partial_reason: None,
+            segment: String::new(),
+            scenarios: Vec::new(),
+            thresholds: Vec::new(),
+            interrupted_iterations: 0,
+            run_errors: Vec::new(),
+            notes: Vec::new(),
+            telemetry: Default::default(),
+        }
+    }
+}
+
 impl Summary {
     pub fn build(snap: &Snapshot, meta: SummaryMeta) -> Self {
         let series = snap
@@ -506,21 +530,8 @@ mod tests {
 
     fn meta(test: &str, thresholds: Vec<Threshold>) -> SummaryMeta {
         SummaryMeta {
-            run_id: "t".into(),
-            run_id_generated: false,
-            test: test.into(),
-            profile: "smoke".into(),
-            target: String::new(),
-            started_at: chrono::Utc::now(),
-            duration_s: 1.0,
-            partial_reason: None,
-            segment: String::new(),
-            scenarios: Vec::new(),
             thresholds,
-            interrupted_iterations: 0,
-            run_errors: Vec::new(),
-            notes: Vec::new(),
-            telemetry: Default::default(),
+            ..SummaryMeta::for_test(test)
         }
     }
 
