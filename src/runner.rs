@@ -256,8 +256,9 @@ impl<W: Workload> Shared<W> {
     }
 
     /// Runs one iteration until it ends, `deadline` passes, or the hard stop. Returns whether
-    /// the VU may run another: false after a panic (the VU's state is unknown, so it stops;
-    /// the panic is a run error).
+    /// it completed. A panic in it unwinds the VU's task (the VU's state is unknown, so it
+    /// stops), which [`Shared::record_task_panics`] turns into a run error: catching it here
+    /// instead would move the whole iteration future once per iteration.
     async fn iteration(
         &self,
         vu: &mut Vu,
@@ -275,18 +276,10 @@ impl<W: Workload> Shared<W> {
             .take()
             .unwrap_or_else(|| IterationTimers::new(&self.hard));
         timers.set_deadline(deadline);
-        let mut panicked = false;
         let completed = {
-            let fut = catch_panic(self.workload.iteration(vu));
+            let fut = self.workload.iteration(vu);
             tokio::select! {
-                r = fut => match r {
-                    Ok(()) => true,
-                    Err(payload) => {
-                        self.panics.record("an iteration", payload.as_ref());
-                        panicked = true;
-                        false
-                    }
-                },
+                _ = fut => true,
                 _ = timers.deadline.as_mut() => false,
                 _ = timers.stopped.as_mut() => false,
             }
@@ -316,11 +309,6 @@ impl<W: Workload> Shared<W> {
             if let Some(s) = span {
                 s.end(None);
             }
-        } else if panicked {
-            vu.http.reset();
-            if let Some(s) = span {
-                s.end(Some("iteration panicked"));
-            }
         } else {
             self.interrupted_iterations.fetch_add(1, Ordering::Relaxed);
             // the connection may be mid-request: start clean next time
@@ -330,7 +318,7 @@ impl<W: Workload> Shared<W> {
             }
         }
         vu.intended_start = None;
-        !panicked
+        completed
     }
 
     /// Counts VU tasks that died outside an iteration (a panic in the runner's own VU code).
@@ -653,14 +641,10 @@ async fn run_scenario<W: Workload>(
                         shared.active_vus.fetch_add(1, Ordering::Relaxed);
                         // the last interval ends with the scenario: gracefulStop applies, else gracefulRampDown
                         let deadline = if to >= end { stop_deadline } else { to + grd };
-                        let mut alive = true;
-                        while alive && tokio::time::Instant::now() < to && !shared.is_stopping() {
-                            alive = shared.iteration(vu, Some(deadline), None).await;
+                        while tokio::time::Instant::now() < to && !shared.is_stopping() {
+                            shared.iteration(vu, Some(deadline), None).await;
                         }
                         shared.active_vus.fetch_sub(1, Ordering::Relaxed);
-                        if !alive {
-                            return;
-                        }
                     }
                 }));
             }
@@ -756,11 +740,8 @@ async fn looping_vus<W: Workload>(
             shared.active_vus.fetch_add(1, Ordering::Relaxed);
             let mut done = 0;
             while tokio::time::Instant::now() < end && !shared.is_stopping() && limit.take(done) {
-                let alive = shared.iteration(&mut vu, Some(deadline), None).await;
+                shared.iteration(&mut vu, Some(deadline), None).await;
                 done += 1;
-                if !alive {
-                    break;
-                }
             }
             shared.active_vus.fetch_sub(1, Ordering::Relaxed);
         }));
@@ -832,13 +813,10 @@ async fn arrival_rate<W: Workload>(
                 }
                 let vu = vu.get_or_insert_with(|| shared.new_vu(&name));
                 shared.active_vus.fetch_add(1, Ordering::Relaxed);
-                let alive = shared
+                shared
                     .iteration(vu, Some(stop_deadline), Some(intended))
                     .await;
                 shared.active_vus.fetch_sub(1, Ordering::Relaxed);
-                if !alive {
-                    break;
-                }
             }
         })
     };
@@ -940,7 +918,7 @@ mod tests {
         assert!(
             o.errors
                 .iter()
-                .any(|e| e == "an iteration panicked: chunk size overflow in VU 1"),
+                .any(|e| e == "a VU task panicked: chunk size overflow in VU 1"),
             "{:?}",
             o.errors
         );

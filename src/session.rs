@@ -414,6 +414,7 @@ pub fn check_capacity(a: &RunArgs) -> Result<(), ConfigError> {
     let segment = crate::distributed::segment_from_args(a)?;
     let parallel =
         plans.len() > 1 && (a.parallel || a.profile.as_deref().unwrap_or("smoke") == "smoke");
+    // (VUs of this process, their memory) per test
     let peaks: Vec<(u64, u64)> = plans
         .iter()
         .map(|p| {
@@ -426,6 +427,8 @@ pub fn check_capacity(a: &RunArgs) -> Result<(), ConfigError> {
             (vus, vus.saturating_mul(bytes_per_vu(&p.test)))
         })
         .collect();
+    let field = vu_field(a);
+    // memory: tests side by side add up; one after the other, the largest counts
     let (vus, bytes) = if parallel {
         peaks.iter().fold((0u64, 0u64), |(v, b), (pv, pb)| {
             (v.saturating_add(*pv), b.saturating_add(*pb))
@@ -437,7 +440,6 @@ pub fn check_capacity(a: &RunArgs) -> Result<(), ConfigError> {
             .max_by_key(|(_, b)| *b)
             .unwrap_or((0, 0))
     };
-    let field = vu_field(a);
     if let Some(available) = available_memory_bytes()
         && bytes > available
     {
@@ -451,17 +453,28 @@ pub fn check_capacity(a: &RunArgs) -> Result<(), ConfigError> {
             "use fewer VUs, or spread the run over machines with --segment i/N (one per machine, then novaload merge)",
         ));
     }
-    // Past one process's open files the ws test starts local workers by itself; every other
-    // test needs them asked for.
-    let ws_spreads_itself = matches!(a.test, Some(TestName::Ws)) && a.url.is_none();
-    let workers = a.local_workers.unwrap_or(1).max(1);
+    // open files: each VU keeps a connection. Local workers (asked for, or started by
+    // themselves for a ws peak above one process's files) split every test.
     let per_process = crate::distributed::max_connections_per_process();
-    if !ws_spreads_itself && vus.div_ceil(workers) > per_process {
-        let needed = vus.div_ceil(per_process);
+    let workers = a
+        .local_workers
+        .or_else(|| crate::distributed::automatic_local_workers(a).map(|(n, _)| n))
+        .unwrap_or(1)
+        .max(1);
+    let vus_at_once = if parallel {
+        peaks
+            .iter()
+            .map(|(v, _)| *v)
+            .fold(0u64, u64::saturating_add)
+    } else {
+        peaks.iter().map(|(v, _)| *v).max().unwrap_or(0)
+    };
+    if vus_at_once.div_ceil(workers) > per_process {
+        let needed = vus_at_once.div_ceil(per_process);
         return Err(ConfigError::new(
             field,
             format!(
-                "{vus} VUs in {workers} process(es), but one process can hold about {per_process} (its open-files limit: each VU keeps a connection)"
+                "{vus_at_once} VUs in {workers} process(es), but one process can hold about {per_process} (its open-files limit: each VU keeps a connection)"
             ),
             format!(
                 "spread them with --local-workers {needed} (processes on this machine) or --segment i/N on several machines"

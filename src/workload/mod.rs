@@ -288,67 +288,55 @@ impl Vu {
     /// of kind `redirect`.
     pub async fn request_under(&mut self, parent: Option<&Span>, req: Req<'_>) -> HttpResponse {
         let mut chain = RedirectChain::new(self.settings.max_redirects);
-        let first = Hop {
-            url: &req.url,
-            method: req.method.clone(),
-            body: req.body.clone(),
-            strip: None,
-        };
-        let (mut resp, next) = self.request_once(parent, &req, first, &mut chain).await;
-        // the common case ends here, before anything is cloned for a chain
-        let Some(mut to) = next else {
-            return resp;
-        };
-        let mut url = req.url.clone();
-        let mut method = req.method.clone();
-        let mut body = req.body.clone();
+        // After a redirect: where the next hop goes and with what. The first hop borrows the
+        // request's own URL, method and body, so the common case clones nothing.
+        let mut followed: Option<(::url::Url, Method, Option<Bytes>)> = None;
+        let mut strip: Option<&'static [HeaderName]> = None;
         loop {
+            let (url, method, body) = match &followed {
+                None => (&req.url, &req.method, &req.body),
+                Some((u, m, b)) => (u, m, b),
+            };
+            // The send is the only await: preparing and recording a hop are plain calls, so
+            // the HTTP exchange's future sits directly in this one (no nested future to copy).
+            let (span, headers) = self.prepare_hop(parent, &req, strip);
+            let resp = self
+                .http
+                .send(method.clone(), url, &headers, body.clone())
+                .await;
+            let (resp, next) = self.record_hop(span, &req, method, url, resp, &mut chain);
+            let Some(to) = next else {
+                return resp;
+            };
             // 301/302/303 turn a request into a GET without a body (browsers, Go, k6);
             // 307/308 repeat it as it was
-            if matches!(resp.status, 301..=303) && method != Method::HEAD {
-                method = Method::GET;
-                body = None;
-            }
-            // credentials go to their own origin only
-            let same_origin = to.host_str() == url.host_str()
-                && to.port_or_known_default() == url.port_or_known_default();
-            url = to;
-            let hop = Hop {
-                url: &url,
-                method: method.clone(),
-                body: body.clone(),
-                strip: (!same_origin).then_some(CROSS_ORIGIN_STRIPPED),
+            let (method, body) = if matches!(resp.status, 301..=303) && *method != Method::HEAD {
+                (Method::GET, None)
+            } else {
+                (method.clone(), body.clone())
             };
-            let next;
-            (resp, next) = self.request_once(parent, &req, hop, &mut chain).await;
-            match next {
-                Some(n) => to = n,
-                None => return resp,
+            // credentials go to their own origin only (and stay off once they left it)
+            if to.host_str() != url.host_str()
+                || to.port_or_known_default() != url.port_or_known_default()
+            {
+                strip = Some(CROSS_ORIGIN_STRIPPED);
             }
+            followed = Some((to, method, body));
         }
     }
 
-    /// One request (one hop of a redirect chain): sends it with `traceparent`/`baggage`, and
-    /// records k6's built-in HTTP metrics, the live histogram, the failure reason and a client
-    /// span. Headers named in `strip` are not sent (credentials on a cross-host redirect).
-    async fn request_once(
+    /// A hop's client span and headers: the request's own (less `strip`), with
+    /// `traceparent`, `baggage` and `tracestate` when the span is traced.
+    fn prepare_hop(
         &mut self,
         parent: Option<&Span>,
         req: &Req<'_>,
-        hop: Hop<'_>,
-        chain: &mut RedirectChain,
-    ) -> (HttpResponse, Option<::url::Url>) {
-        let Hop {
-            url,
-            method: http_method,
-            body,
-            strip,
-        } = hop;
-        let method = self.interned(http_method.as_str());
-        let name = self.interned(req.name);
-        let mut span = if self.tel.tracing() {
+        strip: Option<&[HeaderName]>,
+    ) -> (Span, Vec<(HeaderName, HeaderValue)>) {
+        let span = if self.tel.tracing() {
             let fixed = self.request_span_attrs(req);
             let none = Span::default(); // outside an iteration the span is a root
+            let name = self.interned(req.name);
             let parent = parent.or(self.iteration_span.as_ref()).unwrap_or(&none);
             self.tel
                 .child_span_fixed(parent, &name, SpanKind::Client, &fixed)
@@ -392,7 +380,23 @@ impl Vu {
                 headers.push((TRACESTATE, ts));
             }
         }
-        let mut resp = self.http.send(http_method, url, &headers, body).await;
+        (span, headers)
+    }
+
+    /// Records one hop: k6's built-in HTTP metrics, the live histogram, the failure reason and
+    /// the client span. Returns the response and, for a redirect to follow, where it leads (a
+    /// loop, an unusable `Location` or one hop too many makes this 3xx a `redirect` failure).
+    fn record_hop(
+        &mut self,
+        mut span: Span,
+        req: &Req<'_>,
+        http_method: &Method,
+        url: &::url::Url,
+        mut resp: HttpResponse,
+        chain: &mut RedirectChain,
+    ) -> (HttpResponse, Option<::url::Url>) {
+        let method = self.interned(http_method.as_str());
+        let name = self.interned(req.name);
         let next = match resp.location.take() {
             Some(location) if resp.error.is_none() => match chain.follow(url, &location) {
                 Ok(next) => next,
@@ -494,15 +498,6 @@ impl Vu {
         }
         (resp, next)
     }
-}
-
-/// What changes from one hop of a redirect chain to the next.
-struct Hop<'u> {
-    url: &'u ::url::Url,
-    method: Method,
-    body: Option<Bytes>,
-    /// Headers of the request not to send (credentials on a cross-origin redirect).
-    strip: Option<&'static [HeaderName]>,
 }
 
 /// Headers not sent when a redirect leaves the origin (as Go's client and browsers do).
