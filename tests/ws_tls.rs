@@ -118,6 +118,14 @@ async fn wss_trusts_cacert_and_honours_insecure_and_fails_without_either() {
     assert_eq!(untrusted.verdict, Verdict::Fail);
     let json = serde_json::to_string(&untrusted).unwrap();
     assert!(json.contains("tls"), "the failures are TLS errors");
+    // and they say why, with the fix
+    let reasons = untrusted.error_reasons.top("tls", 1);
+    assert!(
+        reasons.first().is_some_and(|(m, _)| m
+            .contains("certificate not trusted (unknown issuer)")
+            && m.contains("--cacert")),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test]

@@ -384,10 +384,14 @@ impl WsWorkload {
                             format!("TLS server name {}: {e}", self.host),
                         )
                     })?;
-                let s = tls
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| (0, ErrorKind::Tls, format!("TLS handshake with {peer}: {e}")))?;
+                let s = tls.connect(name, tcp).await.map_err(|e| {
+                    let why = crate::workload::http::describe_handshake_error(&e);
+                    (
+                        0,
+                        ErrorKind::Tls,
+                        format!("TLS handshake with {peer}: {why}"),
+                    )
+                })?;
                 Stream::Tls(Box::new(s))
             }
             _ => Stream::Plain(tcp),
