@@ -2,6 +2,7 @@
 //! validated into typed [`crate::plan::Scenario`]s and thresholds. Every rejection names the
 //! field and the fix.
 
+use crate::duration;
 use crate::error::ConfigError;
 use crate::plan::{Executor, Scenario, Stage};
 use crate::thresholds::ThresholdSpec;
@@ -9,36 +10,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-
-/// Parses a k6 duration: `30s`, `1m30s`, `2h`, `500ms`, or a bare number of milliseconds.
-pub fn parse_duration(s: &str, field: &str) -> Result<Duration, ConfigError> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(ConfigError::new(
-            field,
-            "empty duration",
-            "write a duration like 30s, 1m30s or 500ms",
-        ));
-    }
-    if let Ok(ms) = t.parse::<f64>() {
-        if ms < 0.0 || !ms.is_finite() {
-            return Err(ConfigError::new(
-                field,
-                format!("'{s}' is negative"),
-                "durations must be >= 0",
-            ));
-        }
-        return Ok(Duration::from_secs_f64(ms / 1000.0));
-    }
-    // humantime wants spaces between units only optionally; k6 writes "1m30s".
-    humantime::parse_duration(t).map_err(|e| {
-        ConfigError::new(
-            field,
-            format!("'{s}' is not a duration ({e})"),
-            "write a duration like 30s, 1m30s, 2h or 500ms",
-        )
-    })
-}
 
 /// Parses a byte size: `4MiB`, `512KiB`, `1MB`, `1000`, `0` (units B, KB/MB/GB = 1000^n,
 /// KiB/MiB/GiB = 1024^n, case-insensitive).
@@ -75,10 +46,6 @@ pub fn parse_size(s: &str, field: &str) -> Result<usize, ConfigError> {
         ));
     }
     Ok(bytes as usize)
-}
-
-fn format_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string().replace(' ', "")
 }
 
 /// A k6 stage: `{duration, target}`.
@@ -270,7 +237,7 @@ fn opt_duration(
     default: Duration,
 ) -> Result<Duration, ConfigError> {
     match v {
-        Some(s) => parse_duration(s, field),
+        Some(s) => duration::parse(s, field),
         None => Ok(default),
     }
 }
@@ -306,7 +273,7 @@ fn stages(v: &Option<Vec<StageSpec>>, field: &str) -> Result<Vec<Stage>, ConfigE
                 ));
             }
             Ok(Stage {
-                duration: parse_duration(&s.duration, &format!("{f}.duration"))?,
+                duration: duration::parse(&s.duration, &format!("{f}.duration"))?,
                 target: s.target,
             })
         })
@@ -347,7 +314,7 @@ pub fn scenario_from_spec(name: &str, s: &ScenarioSpec) -> Result<Scenario, Conf
         },
         "constant-vus" => Executor::ConstantVus {
             vus: positive(s.vus.unwrap_or(1), "vus")?,
-            duration: parse_duration(
+            duration: duration::parse(
                 s.duration.as_deref().ok_or_else(|| {
                     ConfigError::new(
                         f("duration"),
@@ -405,7 +372,7 @@ pub fn scenario_from_spec(name: &str, s: &ScenarioSpec) -> Result<Scenario, Conf
             Executor::ConstantArrivalRate {
                 rate,
                 time_unit: opt_duration(&s.time_unit, &f("timeUnit"), Duration::from_secs(1))?,
-                duration: parse_duration(
+                duration: duration::parse(
                     s.duration.as_deref().ok_or_else(|| {
                         ConfigError::new(
                             f("duration"),
@@ -509,12 +476,15 @@ pub fn describe(s: &Scenario) -> String {
             "ramping-vus, startVUs {start_vus}, stages {}",
             stages
                 .iter()
-                .map(|st| format!("{}→{}", format_duration(st.duration), st.target))
+                .map(|st| format!("{}→{}", duration::format(st.duration), st.target))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
         Executor::ConstantVus { vus, duration } => {
-            format!("constant-vus, {vus} VUs for {}", format_duration(*duration))
+            format!(
+                "constant-vus, {vus} VUs for {}",
+                duration::format(*duration)
+            )
         }
         Executor::PerVuIterations {
             vus, iterations, ..
@@ -530,8 +500,8 @@ pub fn describe(s: &Scenario) -> String {
             max_vus,
         } => format!(
             "constant-arrival-rate, {rate}/{} for {}, VUs {pre_allocated_vus}..{max_vus}",
-            format_duration(*time_unit),
-            format_duration(*duration)
+            duration::format(*time_unit),
+            duration::format(*duration)
         ),
         Executor::RampingArrivalRate {
             start_rate,
@@ -541,10 +511,10 @@ pub fn describe(s: &Scenario) -> String {
             max_vus,
         } => format!(
             "ramping-arrival-rate from {start_rate}/{}, stages {}, VUs {pre_allocated_vus}..{max_vus}",
-            format_duration(*time_unit),
+            duration::format(*time_unit),
             stages
                 .iter()
-                .map(|st| format!("{}→{}", format_duration(st.duration), st.target))
+                .map(|st| format!("{}→{}", duration::format(st.duration), st.target))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -554,25 +524,6 @@ pub fn describe(s: &Scenario) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_follow_k6() {
-        assert_eq!(parse_duration("30s", "f").unwrap(), Duration::from_secs(30));
-        assert_eq!(
-            parse_duration("1m30s", "f").unwrap(),
-            Duration::from_secs(90)
-        );
-        assert_eq!(
-            parse_duration("500ms", "f").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            parse_duration("250", "f").unwrap(),
-            Duration::from_millis(250)
-        );
-        let e = parse_duration("30 parsecs", "scenarios.x.duration").unwrap_err();
-        assert_eq!(e.field, "scenarios.x.duration");
-    }
 
     #[test]
     fn seed_spike_example_parses_in_all_three_formats() {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod distributed;
+pub mod duration;
 pub mod error;
 pub mod merge;
 pub mod metrics;

@@ -289,11 +289,7 @@ mod tests {
         let total: u64 = ws
             .stages
             .iter()
-            .map(|s| {
-                crate::config::parse_duration(&s.duration, "x")
-                    .unwrap()
-                    .as_secs()
-            })
+            .map(|s| crate::duration::parse(&s.duration, "x").unwrap().as_secs())
             .sum();
         assert_eq!(total, 26 * 60);
         assert!(

@@ -126,7 +126,7 @@ fn parse_stage(s: &str) -> Result<StageSpec, ConfigError> {
             "write DURATION:TARGET, e.g. --stage 30s:100",
         )
     })?;
-    config::parse_duration(d, "--stage")?;
+    crate::duration::parse(d, "--stage")?;
     let target: f64 = t.trim().parse().map_err(|_| {
         ConfigError::new(
             "--stage",
@@ -145,7 +145,7 @@ fn parse_stage(s: &str) -> Result<StageSpec, ConfigError> {
 pub fn apply_overrides(mut o: Options, a: &RunArgs) -> Result<Options, ConfigError> {
     // validate flags here so errors name the flag, not the scenario field it becomes
     if let Some(d) = &a.duration
-        && config::parse_duration(d, "--duration")?.is_zero()
+        && crate::duration::parse(d, "--duration")?.is_zero()
     {
         return Err(ConfigError::new(
             "--duration",
@@ -175,7 +175,7 @@ pub fn apply_overrides(mut o: Options, a: &RunArgs) -> Result<Options, ConfigErr
     if !stages.is_empty()
         && stages
             .iter()
-            .all(|s| config::parse_duration(&s.duration, "--stage").is_ok_and(|d| d.is_zero()))
+            .all(|s| crate::duration::parse(&s.duration, "--stage").is_ok_and(|d| d.is_zero()))
     {
         return Err(ConfigError::new(
             "--stage",
@@ -938,7 +938,7 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
 fn parse_ws_session(spec: &str) -> Result<(Duration, Duration), ConfigError> {
     let fix = "write e.g. --ws-session 30s..60s (upstream), or one duration such as 10m";
     let one = |s: &str| {
-        config::parse_duration(s.trim(), "--ws-session")
+        crate::duration::parse(s.trim(), "--ws-session")
             .map_err(|_| ConfigError::new("--ws-session", format!("'{s}' is not a duration"), fix))
     };
     let (min, max) = match spec.split_once("..") {
@@ -1000,7 +1000,7 @@ fn test_label(t: TestName) -> &'static str {
 /// Runs a session with the given stop tokens (tests pass their own; the CLI wires signals).
 pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     register_secrets(&a);
-    let request_timeout = config::parse_duration(&a.timeout, "--timeout")?;
+    let request_timeout = crate::duration::parse(&a.timeout, "--timeout")?;
     let client_limits = client_limits(&a)?;
     // distributed runs: this process's segment and the coordinated start
     let segment = crate::distributed::segment_from_args(&a)?.map(Arc::new);

@@ -262,7 +262,7 @@ pub fn build(
             critical,
         } => {
             let delay = match delay_abort_eval {
-                Some(d) => Some(crate::config::parse_duration(
+                Some(d) => Some(crate::duration::parse(
                     d,
                     &format!("{field}.delayAbortEval"),
                 )?),

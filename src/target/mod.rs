@@ -76,7 +76,7 @@ impl FromStr for WsPushInterval {
         if s.eq_ignore_ascii_case("auto") {
             return Ok(WsPushInterval::Auto);
         }
-        let d = parse_duration(s)?;
+        let d = crate::duration::parse_flag(s)?;
         if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
             return Err(format!(
                 "`{s}` is outside 100ms..1h; give e.g. 2s or 30s, or `auto`"
@@ -120,11 +120,6 @@ pub mod ws_push {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (expected a duration such as 20ms, 1s or 2m)"))
-}
-
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
@@ -165,11 +160,11 @@ pub struct TargetArgs {
     pub jwt_secret: Option<String>,
 
     /// Latency added to every REST response (fault injection), e.g. 20ms.
-    #[arg(long, env = "NOVALOAD_TARGET_LATENCY", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, env = "NOVALOAD_TARGET_LATENCY", default_value = "0s", value_parser = crate::duration::parse_flag)]
     pub latency: Duration,
 
     /// Uniform jitter (±) around --latency.
-    #[arg(long, env = "NOVALOAD_TARGET_LATENCY_JITTER", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, env = "NOVALOAD_TARGET_LATENCY_JITTER", default_value = "0s", value_parser = crate::duration::parse_flag)]
     pub latency_jitter: Duration,
 
     /// Fraction of REST requests answered with an injected 500 (0..1).
@@ -177,11 +172,11 @@ pub struct TargetArgs {
     pub error_rate: f64,
 
     /// Stall the whole server every this long (requests wait until the stall ends).
-    #[arg(long, env = "NOVALOAD_TARGET_STALL_EVERY", value_parser = parse_duration)]
+    #[arg(long, env = "NOVALOAD_TARGET_STALL_EVERY", value_parser = crate::duration::parse_flag)]
     pub stall_every: Option<Duration>,
 
     /// How long each stall lasts (with --stall-every).
-    #[arg(long, env = "NOVALOAD_TARGET_STALL_FOR", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "NOVALOAD_TARGET_STALL_FOR", default_value = "1s", value_parser = crate::duration::parse_flag)]
     pub stall_for: Duration,
 
     /// Fraction of WebSocket connections dropped abruptly (no close frame) at a random time.
@@ -193,7 +188,7 @@ pub struct TargetArgs {
     pub migration_failure_rate: f64,
 
     /// Mean simulated migration time (each job draws ±20 %).
-    #[arg(long, env = "NOVALOAD_TARGET_MIGRATION_TIME", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "NOVALOAD_TARGET_MIGRATION_TIME", default_value = "3s", value_parser = crate::duration::parse_flag)]
     pub migration_time: Duration,
 
     /// Period of the realtime WebSocket pushes (one frame per subscribed channel): a duration
@@ -216,12 +211,12 @@ pub struct TargetArgs {
     /// Close an HTTP connection whose request head is not complete this long after its first
     /// byte (on a new connection: after accept), so clients that connect and send nothing, or
     /// send half a head and stop (slowloris), do not hold connections forever.
-    #[arg(long, env = "NOVALOAD_TARGET_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "NOVALOAD_TARGET_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::duration::parse_flag)]
     pub header_read_timeout: Duration,
 
     /// Close a keep-alive HTTP connection that sends no new request for this long after its
     /// last response. WebSocket connections are not affected.
-    #[arg(long, env = "NOVALOAD_TARGET_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "NOVALOAD_TARGET_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::duration::parse_flag)]
     pub idle_timeout: Duration,
 }
 
