@@ -120,8 +120,8 @@ impl Comparison {
 
 /// Compares the results folders `a` and `b`.
 pub fn compare_dirs(a: &Path, b: &Path, tolerance_pct: f64) -> anyhow::Result<Comparison> {
-    let (sa, _) = crate::session::read_results(a)?;
-    let (sb, _) = crate::session::read_results(b)?;
+    let (sa, _) = crate::results::read_results(a)?;
+    let (sb, _) = crate::results::read_results(b)?;
     let mut c = compare(&sa, &sb, tolerance_pct);
     c.run_a = a.display().to_string();
     c.run_b = b.display().to_string();

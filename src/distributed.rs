@@ -263,7 +263,7 @@ pub async fn run_local(a: RunArgs, workers: u64, stops: Stops) -> anyhow::Result
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
     let results_dir = match &a.results_dir {
         Some(d) => exact_results_dir(d)?,
-        None => session::create_results_dir(&a.out)?,
+        None => crate::results::create_results_dir(&a.out)?,
     };
     let shards_dir = results_dir.join("shards");
     std::fs::create_dir_all(&shards_dir)

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod profile;
 pub mod progress;
 pub mod report;
+pub mod results;
 pub mod runner;
 pub mod session;
 pub mod target;
@@ -71,7 +72,7 @@ pub async fn run(cli: cli::Cli) -> i32 {
             Ok(()) => exit::PASS,
             Err(e) => report_error(&e),
         },
-        cli::Command::Report(a) => match session::report_with(&a.dir, a.html) {
+        cli::Command::Report(a) => match results::report_with(&a.dir, a.html) {
             Ok(v) => {
                 eprintln!(
                     "novaload: rewrote SUMMARY.md, junit.xml{} in {}",

@@ -168,7 +168,7 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path, opts: MergeOptions) -> anyhow::R
         }
         summaries.push(merged);
     }
-    let verdict = crate::session::report(out)?;
+    let verdict = crate::results::report(out)?;
     Ok(Merged {
         out: out.to_path_buf(),
         summaries,

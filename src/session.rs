@@ -10,7 +10,8 @@ use crate::metrics::Registry;
 use crate::plan::Scenario;
 use crate::progress::{Console, Progress};
 use crate::report::summary::{ScenarioInfo, SummaryMeta};
-use crate::report::{Summary, Verdict, json, markdown, timeseries::TimeseriesWriter};
+use crate::report::{Summary, Verdict, markdown, timeseries::TimeseriesWriter};
+use crate::results;
 use crate::runner::{self, RunOutcome, SecondSink, TestRun};
 use crate::telemetry::{RunLabels, Telemetry, TelemetryConfig};
 use crate::thresholds::{self, Threshold, ThresholdSpec};
@@ -23,7 +24,7 @@ use crate::workload::url::UrlWorkload;
 use crate::workload::ws::{WsConfig, WsWorkload};
 use crate::workload::{ClientSettings, TlsSettings};
 use anyhow::Context;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -551,42 +552,6 @@ async fn preflight(field: &str, url_s: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Creates `base/<UTC timestamp>/`, never reusing an existing folder.
-pub fn create_results_dir(base: &Path) -> Result<PathBuf, ConfigError> {
-    let stamp = chrono::Utc::now().format("%Y%m%d_%H%M%S").to_string();
-    let fix = "pass --out DIR with a directory you can write to";
-    std::fs::create_dir_all(base).map_err(|e| {
-        ConfigError::new(
-            "--out",
-            format!("cannot create {}: {e}", base.display()),
-            fix,
-        )
-    })?;
-    for n in 0..1000 {
-        let dir = if n == 0 {
-            base.join(&stamp)
-        } else {
-            base.join(format!("{stamp}-{n}"))
-        };
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(ConfigError::new(
-                    "--out",
-                    format!("cannot create {}: {e}", dir.display()),
-                    fix,
-                ));
-            }
-        }
-    }
-    Err(ConfigError::new(
-        "--out",
-        "too many runs started this second",
-        fix,
-    ))
-}
-
 fn telemetry_config(
     a: &RunArgs,
     run_id: &str,
@@ -1084,7 +1049,7 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     tel_cfg.segment = segment_label.clone();
     let results_dir = match &a.results_dir {
         Some(d) => crate::distributed::exact_results_dir(d)?,
-        None => create_results_dir(&a.out)?,
+        None => results::create_results_dir(&a.out)?,
     };
     // Live series nobody can read (no /metrics, no OTLP) would cost every request a few
     // hundred nanoseconds for nothing: the summary comes from the recorder, not from them.
@@ -1133,13 +1098,11 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
             futures_util::future::join_all(plans.iter().map(|p| run_plan(p, &ctx))).await;
         for (p, (summary, was_interrupted)) in plans.iter().zip(outcomes) {
             interrupted |= was_interrupted;
-            write_summary(&results_dir, &p.file_stem, &summary)?;
+            results::write_summary(&results_dir, &p.file_stem, &summary)?;
             summaries.push(summary);
             stems.push(p.file_stem.clone());
         }
-        std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
-            .context("writing SUMMARY.md")?;
-        write_reports(&results_dir, &summaries, &stems, !a.no_html, !a.no_junit)?;
+        results::write_overview(&results_dir, &summaries, &stems, !a.no_html, !a.no_junit)?;
     } else {
         for p in &plans {
             if stops.interrupt.is_cancelled() {
@@ -1148,12 +1111,10 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
             let (summary, was_interrupted) = run_plan(p, &ctx).await;
             interrupted |= was_interrupted;
             // written after every test, so a crash later still leaves the finished ones
-            write_summary(&results_dir, &p.file_stem, &summary)?;
+            results::write_summary(&results_dir, &p.file_stem, &summary)?;
             summaries.push(summary);
             stems.push(p.file_stem.clone());
-            std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
-                .context("writing SUMMARY.md")?;
-            write_reports(&results_dir, &summaries, &stems, !a.no_html, !a.no_junit)?;
+            results::write_overview(&results_dir, &summaries, &stems, !a.no_html, !a.no_junit)?;
         }
     }
     let report = telemetry.shutdown().await;
@@ -1166,11 +1127,9 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     if has_report {
         for (s, stem) in summaries.iter_mut().zip(&stems) {
             s.telemetry = report.clone();
-            let _ = write_summary(&results_dir, stem, s);
+            let _ = results::write_summary(&results_dir, stem, s);
         }
-        std::fs::write(results_dir.join("SUMMARY.md"), markdown::render(&summaries))
-            .context("writing SUMMARY.md")?;
-        write_reports(&results_dir, &summaries, &stems, !a.no_html, !a.no_junit)?;
+        results::write_overview(&results_dir, &summaries, &stems, !a.no_html, !a.no_junit)?;
     }
     if let Some(t) = embedded
         && let Err(e) = t.shutdown().await
@@ -1416,105 +1375,6 @@ fn summarize(p: &TestPlan, o: &RunOutcome, run_id: &str, profile: &str) -> Summa
         telemetry: Default::default(),
     };
     Summary::build(&o.snapshot, meta)
-}
-
-fn write_summary(dir: &Path, stem: &str, s: &Summary) -> anyhow::Result<()> {
-    let text = json::summary_file(s)?;
-    let path = dir.join(format!("{stem}_summary.json"));
-    // write-then-rename so a reader never sees half a summary
-    let tmp = dir.join(format!(".{stem}_summary.json.tmp"));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// Writes `report.html` (summaries plus each test's `<stem>.json` time series) and `junit.xml`
-/// next to SUMMARY.md.
-pub fn write_reports(
-    dir: &Path,
-    summaries: &[Summary],
-    stems: &[String],
-    html: bool,
-    junit: bool,
-) -> anyhow::Result<()> {
-    use crate::report::{html as html_report, junit as junit_report, timeseries};
-    if junit {
-        std::fs::write(dir.join("junit.xml"), junit_report::render(summaries))
-            .context("writing junit.xml")?;
-    }
-    if html {
-        let series: Vec<_> = summaries
-            .iter()
-            .zip(stems)
-            .map(|(s, stem)| {
-                let path = dir.join(format!("{stem}.json"));
-                let lines = timeseries::read_metrics(&path, &html_report::plotted_metric)
-                    .unwrap_or_default();
-                (s.test.clone(), lines)
-            })
-            .collect();
-        std::fs::write(
-            dir.join("report.html"),
-            html_report::render(summaries, &series),
-        )
-        .context("writing report.html")?;
-    }
-    Ok(())
-}
-
-/// Reads every `*_summary.json` of a results folder (in test order) with their file stems.
-pub fn read_results(dir: &Path) -> anyhow::Result<(Vec<Summary>, Vec<String>)> {
-    let mut summaries = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with("_summary.json"))
-        })
-        .collect();
-    anyhow::ensure!(
-        !entries.is_empty(),
-        "{} holds no *_summary.json files; give a results/<timestamp> folder",
-        dir.display()
-    );
-    entries.sort_by_key(|p| order_of(p));
-    let mut stems = Vec::new();
-    for p in entries {
-        summaries.push(json::read_summary(&p)?);
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        stems.push(name.trim_end_matches("_summary.json").to_string());
-    }
-    Ok((summaries, stems))
-}
-
-/// `novaload report DIR`: re-renders SUMMARY.md and junit.xml from the JSON summaries.
-pub fn report(dir: &Path) -> anyhow::Result<Verdict> {
-    report_with(dir, false)
-}
-
-/// `novaload report DIR [--html]`: [`report`], plus report.html (with the time series) when
-/// `html` is set.
-pub fn report_with(dir: &Path, html: bool) -> anyhow::Result<Verdict> {
-    let (summaries, stems) = read_results(dir)?;
-    std::fs::write(dir.join("SUMMARY.md"), markdown::render(&summaries))?;
-    write_reports(dir, &summaries, &stems, html, true)?;
-    Ok(markdown::overall(&summaries))
-}
-
-fn order_of(p: &Path) -> (usize, String) {
-    let n = p
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("")
-        .to_string();
-    let rank = ["api_", "dwcp_", "websocket_", "database_"]
-        .iter()
-        .position(|s| n.starts_with(s))
-        .unwrap_or(9);
-    (rank, n)
 }
 
 #[cfg(test)]

@@ -84,7 +84,10 @@ async fn constant_vus_run_writes_every_result_file() {
     // report re-renders SUMMARY.md from the JSON
     let before = std::fs::read_to_string(o.results_dir.join("SUMMARY.md")).unwrap();
     std::fs::remove_file(o.results_dir.join("SUMMARY.md")).unwrap();
-    assert_eq!(session::report(&o.results_dir).unwrap(), Verdict::Pass);
+    assert_eq!(
+        novaload::results::report(&o.results_dir).unwrap(),
+        Verdict::Pass
+    );
     assert_eq!(
         std::fs::read_to_string(o.results_dir.join("SUMMARY.md")).unwrap(),
         before

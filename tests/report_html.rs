@@ -188,7 +188,7 @@ async fn report_html_renders_in_chromium_without_network() {
     // regenerate from the folder: same plots
     std::fs::remove_file(&html_path).unwrap();
     assert_eq!(
-        session::report_with(&o.results_dir, true).unwrap(),
+        novaload::results::report_with(&o.results_dir, true).unwrap(),
         Verdict::Warning
     );
     let again = std::fs::read_to_string(&html_path).unwrap();
