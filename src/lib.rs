@@ -10,6 +10,7 @@ pub mod duration;
 pub mod error;
 pub mod merge;
 pub mod metrics;
+pub mod net;
 pub mod plan;
 pub mod profile;
 pub mod progress;

@@ -1,8 +1,8 @@
 //! The live progress display on stderr: one line rewritten in place on a TTY, a plain line
 //! every few seconds otherwise (CI logs). Also copies its lines into the test's `.log`.
 
+use crate::metrics::SecondSink;
 use crate::metrics::{Agg, Registry, SecondSnapshot, builtin};
-use crate::runner::SecondSink;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 

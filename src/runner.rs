@@ -2,24 +2,19 @@
 //! graceful ramp-down/stop, Ctrl-C, threshold aborts), sweeps per-second metrics, and returns
 //! the merged snapshot. It knows nothing of protocols: that is the [`Workload`]'s job.
 
-use crate::metrics::{Agg, MetricId, Recorder, Registry, SecondSnapshot, Snapshot, Tags, builtin};
+use crate::metrics::{Agg, MetricId, Recorder, Registry, SecondSink, Snapshot, Tags, builtin};
 use crate::plan::segment::SegmentPlan;
 use crate::plan::{ArrivalSchedule, Executor, Scenario, vu_active_intervals};
 use crate::telemetry::{RunLabels, Telemetry};
 use crate::thresholds::Threshold;
 use crate::vu_threads::VuThreads;
-use crate::workload::{ClientSettings, Vu, Workload};
+use crate::workload::{ClientSettings, IterationTimers, Vu, Workload};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
-
-/// Receives each second's aggregates (time-series file, live progress).
-pub trait SecondSink: Send {
-    fn second(&mut self, snap: &SecondSnapshot, registry: &Registry, vus: i64, vus_max: u64);
-}
 
 /// Everything one test run needs.
 pub struct TestRun {
@@ -95,36 +90,6 @@ pub struct RunOutcome {
     pub vus_max: u64,
     /// Iterations cut short by a graceful deadline.
     pub interrupted_iterations: u64,
-}
-
-/// A VU's iteration deadline timer and hard-stop waiter, reused across iterations.
-pub struct IterationTimers {
-    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    current: Option<tokio::time::Instant>,
-    stopped: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
-}
-
-impl IterationTimers {
-    fn new(hard: &CancellationToken) -> Self {
-        Self {
-            deadline: Box::pin(tokio::time::sleep_until(far_future())),
-            current: None,
-            stopped: Box::pin(hard.clone().cancelled_owned()),
-        }
-    }
-
-    fn set_deadline(&mut self, deadline: Option<tokio::time::Instant>) {
-        if deadline != self.current {
-            self.deadline
-                .as_mut()
-                .reset(deadline.unwrap_or_else(far_future));
-            self.current = deadline;
-        }
-    }
-}
-
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 struct Shared<W> {

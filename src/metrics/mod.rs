@@ -12,7 +12,7 @@ mod trend;
 
 pub use agg::{Agg, MetricValues};
 pub use reasons::ErrorReasons;
-pub use recorder::{FxHasher, Recorder, SecondSnapshot, Snapshot, thread_index};
+pub use recorder::{FxHasher, Recorder, SecondSink, SecondSnapshot, Snapshot, thread_index};
 pub use trend::Trend;
 
 use crate::error::ErrorKind;

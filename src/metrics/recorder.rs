@@ -108,6 +108,12 @@ pub struct SecondSnapshot {
     pub metrics: Vec<(MetricId, Agg)>,
 }
 
+/// Receives each second's aggregates (time-series file, live progress); the runner calls it
+/// once a second with the VU counts of that moment.
+pub trait SecondSink: Send {
+    fn second(&mut self, snap: &SecondSnapshot, registry: &Registry, vus: i64, vus_max: u64);
+}
+
 impl Recorder {
     pub fn new(registry: Arc<Registry>) -> Self {
         // More shards than threads keeps collisions rare when tokio adds blocking threads.

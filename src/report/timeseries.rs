@@ -1,8 +1,8 @@
 //! `<test>.json`: the full metrics export as NDJSON, one line per metric per second, written
 //! as the run goes (bounded memory, and a crash still leaves every finished second on disk).
 
+use crate::metrics::SecondSink;
 use crate::metrics::{Agg, Registry, SecondSnapshot};
-use crate::runner::SecondSink;
 use serde_json::json;
 use std::io::Write;
 

@@ -404,7 +404,7 @@ impl tonic::codec::Decoder for RawCodec {
 /// OTLP over HTTP/protobuf, POSTed with the VU HTTP client (keep-alive, one timeout).
 pub struct HttpSink {
     url: url::Url,
-    client: crate::workload::http::HttpClient,
+    client: crate::net::http::HttpClient,
 }
 
 impl HttpSink {
@@ -412,13 +412,13 @@ impl HttpSink {
         let url = url::Url::parse(url)
             .map_err(|e| anyhow::anyhow!("invalid OTLP endpoint {url:?}: {e}"))?;
         let tls = if url.scheme() == "https" {
-            Some(crate::workload::http::TlsSettings::new(None, false)?)
+            Some(crate::net::http::TlsSettings::new(None, false)?)
         } else {
             None
         };
         Ok(Self {
             url,
-            client: crate::workload::http::HttpClient::new(tls, timeout),
+            client: crate::net::http::HttpClient::new(tls, timeout),
         })
     }
 }

@@ -11,7 +11,7 @@ use crate::metrics::{MetricId, Tags};
 /// Records a failure that no operation counter counted (a check failed on a response that
 /// arrived, a DWCP stream broke, a WebSocket frame was not JSON): a `true` sample on the error
 /// Rate `rate` tagged with `kind`, which the summary's errors-by-kind table counts (see
-/// [`crate::report::summary::ERROR_RATES`]), and `message` as the failure's reason.
+/// `report::summary::ERROR_RATES`), and `message` as the failure's reason.
 pub fn record_failure(vu: &Vu, rate: MetricId, kind: ErrorKind, message: &str) {
     let tags = Tags {
         error_kind: Some(kind),

@@ -11,7 +11,7 @@ pub mod dwcp;
 pub mod endpoints;
 pub mod failure;
 pub mod fdlimit;
-pub mod http;
+mod timers;
 pub mod url;
 pub mod ws;
 
@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-pub use self::http::{HttpClient, HttpResponse, TlsSettings};
+pub use crate::net::http::{HttpClient, HttpResponse, TlsSettings};
+pub use timers::IterationTimers;
 
 /// What one test does. Implementations are shared by all VUs (`&self`); per-VU state lives
 /// in [`Vu`].
@@ -51,7 +52,7 @@ pub struct ClientSettings {
     pub request_timeout: Duration,
     /// Redirects followed per request ([`DEFAULT_MAX_REDIRECTS`]; 0: never).
     pub max_redirects: u32,
-    /// Body bytes kept per response ([`http::DEFAULT_BODY_LIMIT`]; 0: none).
+    /// Body bytes kept per response ([`crate::net::http::DEFAULT_BODY_LIMIT`]; 0: none).
     pub response_body_limit: usize,
 }
 
@@ -65,7 +66,7 @@ impl Default for ClientSettings {
             tls: None,
             request_timeout: Duration::from_secs(60),
             max_redirects: DEFAULT_MAX_REDIRECTS,
-            response_body_limit: self::http::DEFAULT_BODY_LIMIT,
+            response_body_limit: crate::net::http::DEFAULT_BODY_LIMIT,
         }
     }
 }
@@ -124,7 +125,7 @@ pub struct Vu {
     /// Client-span attributes per endpoint this VU called (a handful; at most 64 kept).
     request_spans: Vec<RequestSpanKey>,
     /// The runner's per-VU timers (deadline, stop), reused across iterations.
-    pub(crate) timers: Option<crate::runner::IterationTimers>,
+    pub(crate) timers: Option<IterationTimers>,
     /// What a workload keeps for this VU between iterations (db direct mode: the VU's pool
     /// connection, held as a pgbench client holds its own); dropped with the VU.
     pub workload_state: Option<Box<dyn std::any::Any + Send + Sync>>,

@@ -385,7 +385,7 @@ impl WsWorkload {
                         )
                     })?;
                 let s = tls.connect(name, tcp).await.map_err(|e| {
-                    let why = crate::workload::http::describe_handshake_error(&e);
+                    let why = crate::net::http::describe_handshake_error(&e);
                     (
                         0,
                         ErrorKind::Tls,

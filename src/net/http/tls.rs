@@ -351,7 +351,7 @@ impl ServerCertVerifier for NoVerify {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-    use crate::workload::http::HttpClient;
+    use crate::net::http::HttpClient;
     use http::Method;
     use std::path::{Path, PathBuf};
     use std::time::Duration;
