@@ -129,10 +129,10 @@ impl Panics {
     /// Distinct panic messages kept for the summary.
     const KEPT: usize = 5;
 
-    fn record(&self, what: &str, payload: &(dyn std::any::Any + Send)) {
+    fn record(&self, payload: &(dyn std::any::Any + Send)) {
         self.count.fetch_add(1, Ordering::Relaxed);
         let message = panic_message(payload);
-        let line = format!("{what} panicked: {message}");
+        let line = format!("a VU task panicked: {message}");
         let mut kept = self.messages.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() < Self::KEPT && !kept.contains(&line) {
             kept.push(line);
@@ -292,7 +292,7 @@ impl<W: Workload> Shared<W> {
             if let Err(e) = r
                 && e.is_panic()
             {
-                self.panics.record("a VU task", e.into_panic().as_ref());
+                self.panics.record(e.into_panic().as_ref());
             }
         }
     }

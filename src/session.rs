@@ -1185,36 +1185,14 @@ fn register_secrets(a: &RunArgs) {
             && let Some(p) = u.password()
         {
             register_secret(p);
-            if let Ok(decoded) = urlencoding_decode(p) {
+            // the client sends it decoded (Basic auth), so a server may echo it decoded
+            let mut decoded = Vec::new();
+            crate::net::http::percent_decode_into(p.as_bytes(), &mut decoded);
+            if let Ok(decoded) = String::from_utf8(decoded) {
                 register_secret(&decoded);
             }
         }
     }
-}
-
-/// Percent-decodes a URL component (`p%40ss` → `p@ss`; `+` stays `+`, as in userinfo).
-fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
 }
 
 /// What every test of a session shares.

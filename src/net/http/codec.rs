@@ -620,7 +620,7 @@ fn basic_auth(buf: &mut Vec<u8>, url: &url::Url) {
 
 /// Appends `input` with `%XX` escapes decoded; a `%` not followed by two hex digits is kept
 /// as it is (as browsers do).
-fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) {
     let hex = |b: u8| char::from(b).to_digit(16);
     let mut i = 0;
     while i < input.len() {

@@ -16,6 +16,7 @@ pub use tls::{TlsSettings, describe_handshake_error};
 
 use crate::error::ErrorKind;
 use bytes::{Bytes, BytesMut};
+pub(crate) use codec::percent_decode_into;
 use codec::{Decoded, INLINE_BODY, READ_CHUNK, ResponseDecoder, encode_request};
 use http::{HeaderName, HeaderValue, Method};
 use std::io;
