@@ -5,10 +5,10 @@ use clap::Parser;
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
-    args: novaload::target::TargetArgs,
+    args: novaload::novacron::TargetArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    novaload::target::run(Cli::parse().args).await
+    novaload::novacron::run(Cli::parse().args).await
 }

@@ -22,7 +22,7 @@ pub enum Command {
     /// Run a test: one of the NovaCron workloads, `all`, a `--url`, or a `--scenario` file.
     Run(Box<RunArgs>),
     /// Start the NovaCron-compatible reference server.
-    Target(Box<crate::target::TargetArgs>),
+    Target(Box<crate::novacron::TargetArgs>),
     /// Re-render SUMMARY.md and junit.xml (and report.html with --html) from a results folder.
     Report(ReportArgs),
     /// Compare two results folders: per-metric deltas, regressions highlighted.

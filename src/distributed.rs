@@ -32,9 +32,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Files a process keeps for itself besides load connections (see DESIGN §7).
-pub const FD_HEADROOM: u64 = 1_000;
-
 /// This process's segment from `--segment i/N`, `--segment-count N` + `JOB_COMPLETION_INDEX`,
 /// or k6's `--execution-segment` (+ `--execution-segment-sequence`).
 pub fn segment_from_args(a: &RunArgs) -> Result<Option<SegmentPlan>, ConfigError> {
@@ -175,14 +172,6 @@ pub fn ws_peak_connections(a: &RunArgs) -> Option<u64> {
     Some(scenarios.iter().map(|s| s.executor.max_vus()).sum())
 }
 
-/// Connections one process may hold: the hard open-files limit minus [`FD_HEADROOM`].
-pub fn max_connections_per_process() -> u64 {
-    let hard = rlimit::getrlimit(rlimit::Resource::NOFILE)
-        .map(|(_, hard)| hard)
-        .unwrap_or(1024);
-    hard.saturating_sub(FD_HEADROOM).max(1)
-}
-
 /// How many local workers to run: `--local-workers N`, or automatically enough for a ws run
 /// whose peak connections exceed one process's limit. None: run in this process.
 pub fn local_workers(a: &RunArgs) -> Option<u64> {
@@ -190,9 +179,9 @@ pub fn local_workers(a: &RunArgs) -> Option<u64> {
         return Some(n);
     }
     let (n, peak) = automatic_local_workers(a)?;
-    let per = max_connections_per_process();
+    let per = crate::capacity::max_connections_per_process();
     eprintln!(
-        "novaload: the ws run peaks at {peak} connections, above the {per} one process may open (open-files limit minus {FD_HEADROOM}); running {n} local workers"
+        "novaload: the ws run peaks at {peak} connections, above the {per} one process may open (its open-files limit less a reserve for other files); running {n} local workers"
     );
     Some(n)
 }
@@ -204,7 +193,7 @@ pub fn automatic_local_workers(a: &RunArgs) -> Option<(u64, u64)> {
         return None; // already a shard
     }
     let peak = ws_peak_connections(a)?;
-    let per = max_connections_per_process();
+    let per = crate::capacity::max_connections_per_process();
     (peak > per).then(|| (peak.div_ceil(per), peak))
 }
 
@@ -273,16 +262,16 @@ pub async fn run_local(a: RunArgs, workers: u64, stops: Stops) -> anyhow::Result
     let mut embedded = None;
     let mut target_args: Vec<String> = Vec::new();
     if a.url.is_none() && given.is_none() {
-        let mut targs = crate::target::TargetArgs::embedded();
+        let mut targs = crate::novacron::TargetArgs::embedded();
         targs.seed_vms = session::plan_seed(&a);
         // the clients run in the workers; this process holds only the server's sockets, and
         // past one process's descriptors the target spreads over processes on one port too
-        let target_workers = crate::target::embedded_workers(
+        let target_workers = crate::novacron::embedded_workers(
             ws_peak_connections(&a).unwrap_or(0),
             false,
-            crate::target::connections_per_process(),
+            crate::capacity::max_connections_per_process(),
         );
-        let handle = crate::target::Embedded::start(targs, target_workers)
+        let handle = crate::novacron::Embedded::start(targs, target_workers)
             .await
             .context("starting the built-in target")?;
         let ep = crate::workload::endpoints::Endpoints::new(

@@ -2,6 +2,7 @@
 //!
 //! `main.rs` only parses the command line and maps the outcome to an exit code; everything
 //! else is reachable from [`run`], which integration tests call in-process.
+pub mod capacity;
 pub mod cli;
 pub mod compare;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod merge;
 pub mod metrics;
 pub mod net;
+pub mod novacron;
 pub mod plan;
 pub mod profile;
 pub mod progress;
@@ -18,7 +20,6 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod session;
-pub mod target;
 pub mod telemetry;
 pub mod thresholds;
 pub mod vu_threads;
@@ -69,7 +70,7 @@ pub async fn run(cli: cli::Cli) -> i32 {
                 Err(e) => report_error(&e),
             }
         }
-        cli::Command::Target(args) => match target::run(*args).await {
+        cli::Command::Target(args) => match novacron::run(*args).await {
             Ok(()) => exit::PASS,
             Err(e) => report_error(&e),
         },

@@ -457,7 +457,7 @@ pub fn check_capacity(a: &RunArgs) -> Result<(), ConfigError> {
     }
     // open files: each VU keeps a connection. Local workers (asked for, or started by
     // themselves for a ws peak above one process's files) split every test.
-    let per_process = crate::distributed::max_connections_per_process();
+    let per_process = crate::capacity::max_connections_per_process();
     let workers = a
         .local_workers
         .or_else(|| crate::distributed::automatic_local_workers(a).map(|(n, _)| n))
@@ -788,10 +788,10 @@ fn workload_plan(a: &RunArgs, test: TestName, ep: &Endpoints) -> Result<TestPlan
                 .ok()
                 .and_then(|u| u.host_str().map(is_loopback_host))
                 .unwrap_or(false);
-            let plan = crate::workload::fdlimit::capacity_plan(
+            let plan = crate::capacity::capacity_plan(
                 peak,
                 loopback,
-                crate::workload::fdlimit::max_connections_per_process(),
+                crate::capacity::max_connections_per_process(),
             );
             cfg.source_ips = if a.source_ips.is_empty() {
                 plan.source_ips.clone()
@@ -981,21 +981,21 @@ pub async fn run(a: RunArgs, stops: Stops) -> anyhow::Result<Outcome> {
     // `run db` in direct mode talks to the database only
     let needs_target =
         a.url.is_none() && given.is_none() && !(a.test == Some(TestName::Db) && db_direct(&a));
-    let mut embedded: Option<crate::target::Embedded> = None;
+    let mut embedded: Option<crate::novacron::Embedded> = None;
     let endpoints = if needs_target {
-        let mut targs = crate::target::TargetArgs::embedded();
+        let mut targs = crate::novacron::TargetArgs::embedded();
         let seed = plan_seed(&a);
         targs.seed_vms = seed;
         if a.profile.as_deref() == Some("full") {
             targs.migration_time = crate::profile::FULL_PROFILE_MIGRATION_TIME;
         }
         // client and server sockets of a ws run share this process's descriptors
-        let workers = crate::target::embedded_workers(
+        let workers = crate::novacron::embedded_workers(
             crate::distributed::ws_peak_connections(&a).unwrap_or(0),
             true,
-            crate::target::connections_per_process(),
+            crate::capacity::max_connections_per_process(),
         );
-        let handle = crate::target::Embedded::start(targs, workers)
+        let handle = crate::novacron::Embedded::start(targs, workers)
             .await
             .context("starting the built-in target")?;
         if !a.quiet {

@@ -3,8 +3,8 @@
 //! `--fail-on-regression 20` exits 99 — through the library and through the binary.
 
 use novaload::cli::RunArgs;
+use novaload::novacron::{self, TargetArgs};
 use novaload::session::{self, Stops};
-use novaload::target::{self, TargetArgs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ async fn run_against(latency: Duration, out: &Path) -> PathBuf {
     let mut t = TargetArgs::embedded();
     t.latency = latency;
     t.seed_vms = 10;
-    let handle = target::spawn(t, None).await.unwrap();
+    let handle = novacron::spawn(t, None).await.unwrap();
     let a = RunArgs {
         url: Some(format!("{}/api/v1/vms/1", handle.base_url())),
         method: "GET".into(),

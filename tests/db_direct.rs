@@ -780,7 +780,7 @@ async fn statements_carry_the_spans_traceparent_as_a_sqlcommenter_comment() {
     let Some(admin) = admin_url() else { return };
     let db = Db::create(&admin, None).await;
     let mut c = db.conn().await;
-    sqlx::migrate!("src/target/migrations")
+    sqlx::migrate!("src/novacron/schema")
         .run(&mut c)
         .await
         .unwrap();

@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use novaload::target::TargetArgs;
-use novaload::target::migration::PHASES;
+use novaload::novacron::TargetArgs;
+use novaload::novacron::vm_migration::PHASES;
 use serde_json::{Value, json};
 
 const BODY: &str = r#"{"vm_id":"test-vm-abcdefgh","source_zone":"us-west-1","target_zone":"us-east-1","protocol":"dwcp-v3","live_migration":true,"bandwidth_limit_mbps":1000,"compression":true,"encryption":true}"#;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use novaload::target::TargetArgs;
-use novaload::target::auth::sign_hs256;
+use novaload::novacron::TargetArgs;
+use novaload::novacron::auth::sign_hs256;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

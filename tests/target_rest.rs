@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use novaload::target::{TargetArgs, Workers, auth::sign_hs256};
+use novaload::novacron::{TargetArgs, Workers, auth::sign_hs256};
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::json;
@@ -402,7 +402,7 @@ async fn seeding_is_idempotent_and_grows_on_every_backend() {
             a
         };
         for n in [1000, 1000, 2500] {
-            let h = novaload::target::spawn(args(n), None).await.unwrap();
+            let h = novaload::novacron::spawn(args(n), None).await.unwrap();
             let r = get(&h.base_url(), "/api/v1/vms/stats/aggregate").await;
             assert_eq!(r.json()["total_vms"], n, "{backend:?}");
             h.shutdown().await.unwrap();
@@ -560,7 +560,7 @@ async fn invalid_arguments_are_rejected_with_the_flag_named() {
             .contains("--database-url")
     );
     // Secrets never show in Debug output of the auth policy.
-    let auth = novaload::target::auth::Auth::new(Some("hunter2"));
+    let auth = novaload::novacron::auth::Auth::new(Some("hunter2"));
     assert!(!format!("{auth:?}").contains("hunter2"));
 }
 

@@ -3,9 +3,9 @@
 //! DWCP (POST and polls under the migration span, plus the stream handshake).
 
 use novaload::metrics::Registry;
+use novaload::novacron::{self, TargetArgs};
 use novaload::plan::{Executor, Scenario};
 use novaload::runner::{self, TestRun};
-use novaload::target::{self, TargetArgs};
 use novaload::telemetry::{Telemetry, TelemetryConfig};
 use novaload::workload::endpoints::Endpoints;
 use novaload::workload::{ClientSettings, Workload};
@@ -71,7 +71,7 @@ async fn traced_run<W: Workload>(
         .build();
     let mut args = TargetArgs::embedded();
     args.migration_time = Duration::from_millis(1500);
-    let target = target::spawn(args, Some(provider.clone())).await.unwrap();
+    let target = novacron::spawn(args, Some(provider.clone())).await.unwrap();
     let client_exporter = Keep::default();
     let tel = client_telemetry(client_exporter.clone()).await;
     let mut registry = Registry::new();

@@ -3,16 +3,16 @@
 //! latency → WARNING, dropped WebSockets → connection success below 95 % → FAIL).
 
 use novaload::cli::{RunArgs, TestName};
+use novaload::novacron::{self, TargetArgs, TargetHandle};
 use novaload::report::{Summary, Verdict};
 use novaload::session::{self, Stops};
-use novaload::target::{self, TargetArgs, TargetHandle};
 use std::time::Duration;
 
 async fn target(tweak: impl FnOnce(&mut TargetArgs)) -> TargetHandle {
     let mut a = TargetArgs::embedded();
     a.migration_time = Duration::from_millis(1500);
     tweak(&mut a);
-    target::spawn(a, None).await.unwrap()
+    novacron::spawn(a, None).await.unwrap()
 }
 
 fn args(test: Option<TestName>, api_url: &str, out: &std::path::Path) -> RunArgs {

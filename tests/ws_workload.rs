@@ -825,7 +825,7 @@ async fn memory_per_idle_connection() {
 /// sends passes the upstream checks and every connection succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_the_reference_target_every_check_passes() {
-    let handle = novaload::target::spawn(novaload::target::TargetArgs::embedded(), None)
+    let handle = novaload::novacron::spawn(novaload::novacron::TargetArgs::embedded(), None)
         .await
         .expect("target starts");
     let cfg = config(handle.addr);

@@ -1,5 +1,5 @@
 //! The database workload, `--db-mode direct`: spec §1.4's operation mix as SQL on the reference
-//! target's PostgreSQL schema (`src/target/migrations`, after NovaCron's §4.7 `vms` table) through
+//! target's PostgreSQL schema (`src/novacron/schema`, after NovaCron's §4.7 `vms` table) through
 //! a sqlx pool of `--pool-size` connections, so query performance and connection pooling are
 //! measured apart: getting a connection from the pool is timed as `db_pool_acquire_time`, each
 //! statement on the acquired connection as `db_read_latency` / `db_query_latency` /
@@ -51,7 +51,7 @@
 //! (`SELECT vms`, `INSERT vms`, `UPDATE vms`; `ACQUIRE vms` for a failed acquire) and each
 //! failure one `novaload_errors_total`.
 //!
-//! Setup: when the `vms` table is missing, the target's migrations (`src/target/migrations`, the
+//! Setup: when the `vms` table is missing, the target's migrations (`src/novacron/schema`, the
 //! same `_sqlx_migrations` bookkeeping as `novaload target --database-url`) are applied; an
 //! existing `vms` table is never touched. Then 100 VMs `seed-vm-0..99` (upstream's seed bodies)
 //! are inserted unless present. No connection or no schema fails the setup (a run error, with
@@ -83,7 +83,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/target/migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/novacron/schema");
 
 /// The parameterized statements (also the `db.query.text` of their spans).
 pub mod sql {
@@ -1022,7 +1022,7 @@ impl DbDirectWorkload {
             MIGRATOR
                 .run(pool)
                 .await
-                .context("applying the target's migrations (src/target/migrations)")?;
+                .context("applying the target's migrations (src/novacron/schema)")?;
         }
         Ok(())
     }

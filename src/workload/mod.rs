@@ -10,7 +10,6 @@ pub mod db_direct;
 pub mod dwcp;
 pub mod endpoints;
 pub mod failure;
-pub mod fdlimit;
 mod timers;
 pub mod url;
 pub mod ws;

@@ -112,7 +112,7 @@ pub struct WsConfig {
     pub ws_url: String,
     /// `API_TOKEN`: pasted unencoded into the query string (as upstream) and sent as Bearer.
     pub token: String,
-    /// Source addresses to bind, round-robin (see `fdlimit::plan_source_ips`); empty: don't bind.
+    /// Source addresses to bind, round-robin (see `crate::capacity::plan_source_ips`); empty: don't bind.
     pub source_ips: Vec<IpAddr>,
     /// TLS client configuration for `wss://` (webpki roots when None).
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -262,7 +262,7 @@ impl WsWorkload {
                 Contains::Default,
             ),
         };
-        let fd_limit = super::fdlimit::raise_nofile_limit().unwrap_or(0);
+        let fd_limit = crate::capacity::raise_nofile_limit().unwrap_or(0);
         let url = cfg.realtime_url();
         let uri: Option<Uri> = url.parse().ok();
         let secure = uri.as_ref().and_then(|u| u.scheme_str()) == Some("wss");

@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use novaload::target::{self, TargetArgs, TargetHandle};
+use novaload::novacron::{self, TargetArgs, TargetHandle};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -104,7 +104,9 @@ pub async fn start(
     };
     args.database_url = pg.as_ref().map(|p| p.url.clone());
     args.db_max_connections = 8;
-    let handle = target::spawn(args, provider).await.expect("target starts");
+    let handle = novacron::spawn(args, provider)
+        .await
+        .expect("target starts");
     let base = handle.base_url();
     Running { handle, base, pg }
 }

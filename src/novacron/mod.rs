@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 pub mod auth;
 pub mod faults;
-pub mod migration;
 mod routes;
 mod server;
 pub mod store;
 pub mod telemetry;
+pub mod vm_migration;
 
 use auth::Auth;
 use faults::Faults;
@@ -32,8 +32,6 @@ const WORKER_ENV: &str = "NOVALOAD_TARGET_WORKER";
 /// The longest --header-read-timeout / --idle-timeout accepted: beyond a day a connection
 /// timeout protects nothing, and the watchdog's deadline arithmetic stays far from overflow.
 const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// File descriptors kept back from WebSocket capacity (database, listener, logs).
-const FD_RESERVE: u64 = 2_000;
 
 /// How many server processes share the port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -648,18 +646,11 @@ const WORKER_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long workers get to close their WebSockets and finish requests before being killed.
 const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// WebSocket connections one target process can hold: its hard open-files limit (20,000
-/// here, not raisable) minus a reserve for the database, the listener and logs.
-pub fn connections_per_process() -> u64 {
-    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
-        .map(|(_, hard)| hard)
-        .unwrap_or(20_000);
-    limit.saturating_sub(FD_RESERVE).max(1_000)
-}
-
 /// Target processes needed to hold `connections` WebSockets (1..=64).
 pub fn workers_for_connections(connections: u64) -> u32 {
-    connections.div_ceil(connections_per_process()).clamp(1, 64) as u32
+    connections
+        .div_ceil(crate::capacity::max_connections_per_process())
+        .clamp(1, 64) as u32
 }
 
 /// Target processes the built-in target of `novaload run` needs for a run that peaks at

@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
 
 use super::telemetry::Metrics;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/target/migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/novacron/schema");
 
 /// Zones the seed spreads VMs over (the upstream DWCP test's zone vocabulary).
 pub const ZONES: [&str; 3] = ["us-west-1", "us-east-1", "eu-west-1"];

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, epoch_ms};
-use crate::target::App;
-use crate::target::store::{
+use crate::novacron::App;
+use crate::novacron::store::{
     BatchError, BatchOp, BatchOutcome, NewVm, STATES, VmPatch, VmQuery, VmRow,
 };
 

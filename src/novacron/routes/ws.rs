@@ -21,9 +21,9 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::rest::query_map;
 use super::{ApiError, epoch_ms, unauthorized};
-use crate::target::App;
-use crate::target::migration;
-use crate::target::telemetry::{self, JsonExtractor};
+use crate::novacron::App;
+use crate::novacron::telemetry::{self, JsonExtractor};
+use crate::novacron::vm_migration;
 
 type AppState = State<Arc<App>>;
 
@@ -87,7 +87,7 @@ pub async fn realtime(
             endpoint,
             Push::Realtime { subs: Vec::new() },
             // unused: the realtime period comes from `App::push_interval`
-            crate::target::ws_push::BASE,
+            crate::novacron::ws_push::BASE,
         )
     })
 }
@@ -325,7 +325,7 @@ async fn push_frames(
             }
             let frame = match app.store.get_migration(job_id).await {
                 Ok(Some(m)) => {
-                    let p = migration::progress_at(&m, now);
+                    let p = vm_migration::progress_at(&m, now);
                     *done = p.status == "completed" || p.status == "failed";
                     json!({
                         "type": "migration_progress",

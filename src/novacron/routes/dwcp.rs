@@ -1,5 +1,5 @@
 //! DWCP v3 REST routes (spec §1.2, §4.5, §6): the k6 suite's invented migration API, backed by
-//! rows whose status and phase are derived at read time (see [`crate::target::migration`]).
+//! rows whose status and phase are derived at read time (see [`crate::novacron::vm_migration`]).
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 
 use super::ApiError;
 use super::rest::{parse_limit, query_map};
-use crate::target::App;
-use crate::target::migration::{self, PHASES};
-use crate::target::store::{MigrationRow, migration_status_sql, now_ms};
+use crate::novacron::App;
+use crate::novacron::store::{MigrationRow, migration_status_sql, now_ms};
+use crate::novacron::vm_migration::{self, PHASES};
 
 type AppState = State<Arc<App>>;
 
@@ -23,7 +23,7 @@ pub async fn version() -> Response {
         "protocol": "dwcp",
         "api_version": "v1",
         "server": "novaload-target",
-        "phases": PHASES.iter().map(|(p, _)| *p).chain([migration::PHASE_COMPLETE]).collect::<Vec<_>>(),
+        "phases": PHASES.iter().map(|(p, _)| *p).chain([vm_migration::PHASE_COMPLETE]).collect::<Vec<_>>(),
         "features": ["live_migration", "compression", "encryption", "bandwidth_limit"],
     }))
     .into_response()
@@ -120,7 +120,7 @@ pub async fn create(State(app): AppState, body: Bytes) -> Result<Response, ApiEr
     app.store.insert_migration(&row).await?;
     app.metrics
         .migration_started(&row.source_zone, &row.target_zone);
-    let mut body = migration::to_json(&row, now);
+    let mut body = vm_migration::to_json(&row, now);
     body["status"] = json!("pending");
     body["message"] = json!("migration accepted");
     let location = format!("/api/v1/dwcp/migrations/{}", row.job_id);
@@ -135,7 +135,7 @@ pub async fn create(State(app): AppState, body: Bytes) -> Result<Response, ApiEr
 /// `GET /api/v1/dwcp/migrations/{job_id}`.
 pub async fn get(State(app): AppState, Path(job_id): Path<String>) -> Result<Response, ApiError> {
     match app.store.get_migration(&job_id).await? {
-        Some(m) => Ok(axum::Json(migration::to_json(&m, now_ms())).into_response()),
+        Some(m) => Ok(axum::Json(vm_migration::to_json(&m, now_ms())).into_response()),
         None => Err(ApiError::not_found("migration")),
     }
 }
@@ -160,7 +160,7 @@ pub async fn list(State(app): AppState, RawQuery(raw): RawQuery) -> Result<Respo
         .store
         .list_migrations(status.as_deref(), now, limit)
         .await?;
-    let migrations: Vec<Value> = rows.iter().map(|m| migration::to_json(m, now)).collect();
+    let migrations: Vec<Value> = rows.iter().map(|m| vm_migration::to_json(m, now)).collect();
     Ok(axum::Json(json!({
         "migrations": migrations,
         "count": migrations.len(),
