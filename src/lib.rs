@@ -20,6 +20,7 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod session;
+pub mod shard;
 pub mod telemetry;
 pub mod thresholds;
 pub mod vu_threads;

@@ -2,10 +2,12 @@
 //! graceful ramp-down/stop, Ctrl-C, threshold aborts), sweeps per-second metrics, and returns
 //! the merged snapshot. It knows nothing of protocols: that is the [`Workload`]'s job.
 
-use crate::metrics::{Agg, MetricId, Recorder, Registry, SecondSink, Snapshot, Tags, builtin};
+use crate::metrics::{
+    Agg, MetricId, Recorder, Registry, Sample, SecondSink, Snapshot, Tags, builtin,
+};
 use crate::plan::segment::SegmentPlan;
 use crate::plan::{ArrivalSchedule, Executor, Scenario, vu_active_intervals};
-use crate::telemetry::{RunLabels, Telemetry};
+use crate::telemetry::{LiveSeries, RunLabels, Telemetry};
 use crate::thresholds::Threshold;
 use crate::vu_threads::VuThreads;
 use crate::workload::{ClientSettings, IterationTimers, Vu, Workload};
@@ -214,6 +216,12 @@ impl<W: Workload> Shared<W> {
         )
     }
 
+    /// Records a sample of the runner's own (not a VU's) on the k6 recorder and the live
+    /// instruments.
+    fn record(&self, tags: &Tags, live: &LiveSeries, sample: Sample<'_>) {
+        crate::workload::record(&self.rec, tags, &self.tel, live, &sample);
+    }
+
     /// Whether new iterations must not start (see `stopping`).
     #[inline]
     fn is_stopping(&self) -> bool {
@@ -252,25 +260,13 @@ impl<W: Workload> Shared<W> {
         vu.timers = Some(timers);
         let span = vu.iteration_span.take();
         if completed {
-            let dur = start.elapsed();
-            self.rec.record_many(
-                &vu.tags,
-                &[
-                    (builtin::ITERATIONS, 1.0),
-                    (builtin::ITERATION_DURATION, dur.as_secs_f64() * 1000.0),
-                ],
-            );
-            if let Some(intended) = intended {
-                let corrected = intended.elapsed();
-                self.rec.record(
-                    builtin::ITERATION_DURATION_CORRECTED,
-                    corrected.as_secs_f64() * 1000.0,
-                    &vu.tags,
-                );
-            }
+            let duration = start.elapsed();
             let trace = span.as_ref().and_then(|s| s.sampled_trace_id());
-            self.tel
-                .record_iteration(&vu.live, dur.as_secs_f64(), trace.as_deref());
+            vu.record(Sample::Iteration {
+                duration,
+                corrected: intended.map(|i| i.elapsed()),
+                trace: trace.as_deref(),
+            });
             if let Some(s) = span {
                 s.end(None);
             }
@@ -411,6 +407,7 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
                 test: shared.test.clone(),
                 scenario: Arc::from("all"),
             };
+            let live = shared.tel.run_series(&labels);
             loop {
                 let last = tokio::select! {
                     _ = tick.tick() => false,
@@ -418,9 +415,11 @@ pub async fn run<W: Workload>(workload: Arc<W>, mut params: TestRun) -> RunOutco
                 };
                 let vus = shared.active_vus.load(Ordering::Relaxed);
                 let allocated = shared.allocated_vus.load(Ordering::Relaxed);
-                rec.record(builtin::VUS, vus as f64, &Tags::default());
-                rec.record(builtin::VUS_MAX, allocated as f64, &Tags::default());
-                shared.tel.record_vus(&labels, vus.max(0) as u64, allocated);
+                let sample = Sample::Vus {
+                    active: vus,
+                    max: allocated,
+                };
+                shared.record(&Tags::default(), &live, sample);
                 let snap = rec.take_second();
                 if !last {
                     for (counter, gauge) in &per_second {
@@ -563,14 +562,13 @@ async fn run_scenario<W: Workload>(
     start: tokio::time::Instant,
 ) {
     // counters exist from the start (at 0), so "rate of drops" is 0 rather than absent
-    shared.tel.record_dropped_iterations(
-        &RunLabels {
-            run_id: shared.run_id.clone(),
-            test: shared.test.clone(),
-            scenario: Arc::from(sc.name.as_str()),
-        },
-        0,
-    );
+    let labels = RunLabels {
+        run_id: shared.run_id.clone(),
+        test: shared.test.clone(),
+        scenario: Arc::from(sc.name.as_str()),
+    };
+    let live = shared.tel.run_series(&labels);
+    shared.record(&Tags::default(), &live, Sample::DroppedIterations { n: 0 });
     let name: Arc<str> = Arc::from(sc.name.as_str());
     let end = start + sc.executor.duration();
     let stop_deadline = end + sc.graceful_stop;
@@ -749,12 +747,18 @@ async fn arrival_rate<W: Workload>(
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let idle = Arc::new(AtomicI64::new(0));
     let tags = Tags::scenario(name);
+    let live = shared.tel.run_series(&RunLabels {
+        run_id: shared.run_id.clone(),
+        test: shared.test.clone(),
+        scenario: name.clone(),
+    });
     let spawn_vu = |shared: &Arc<Shared<W>>| {
         let shared = shared.clone();
         let name = name.clone();
         let rx = rx.clone();
         let idle = idle.clone();
         let tags = tags.clone();
+        let live = live.clone();
         shared.allocated_vus.fetch_add(1, Ordering::Relaxed);
         shared.clone().spawn_vu(async move {
             let mut vu: Option<Vu> = None;
@@ -770,11 +774,12 @@ async fn arrival_rate<W: Workload>(
                 if late && tokio::time::Instant::now() >= end {
                     // the schedule is over: a start still waiting for a VU is dropped, not run
                     // late (one picked up on time just after the end still runs)
-                    shared.rec.record(builtin::DROPPED_ITERATIONS, 1.0, &tags);
+                    shared.record(&tags, &live, Sample::DroppedIterations { n: 1 });
                     continue;
                 }
                 if late {
-                    shared.rec.record(builtin::LATE_ITERATIONS, 1.0, &tags);
+                    let values = &[(builtin::LATE_ITERATIONS, 1.0)];
+                    shared.record(&tags, &live, Sample::Metrics { values, tags: None });
                 }
                 let vu = vu.get_or_insert_with(|| shared.new_vu(&name));
                 shared.active_vus.fetch_add(1, Ordering::Relaxed);
@@ -787,11 +792,6 @@ async fn arrival_rate<W: Workload>(
     };
     let mut tasks: Vec<_> = (0..pre_allocated).map(|_| spawn_vu(shared)).collect();
     let mut allocated = pre_allocated;
-    let labels = RunLabels {
-        run_id: shared.run_id.clone(),
-        test: shared.test.clone(),
-        scenario: name.clone(),
-    };
     let mut k = 0u64;
     while let Some(offset) = schedule.start_of(k) {
         k += 1;
@@ -816,8 +816,7 @@ async fn arrival_rate<W: Workload>(
         let base = Instant::now().min(at + TIMER_SLACK).max(at);
         // The channel holds at most `backlog` waiting starts: beyond that a start is dropped.
         if tx.try_send(base).is_err() {
-            shared.rec.record(builtin::DROPPED_ITERATIONS, 1.0, &tags);
-            shared.tel.record_dropped_iterations(&labels, 1);
+            shared.record(&tags, &live, Sample::DroppedIterations { n: 1 });
         }
     }
     drop(tx);

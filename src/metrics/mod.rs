@@ -8,11 +8,13 @@
 mod agg;
 pub mod reasons;
 mod recorder;
+mod sample;
 mod trend;
 
 pub use agg::{Agg, MetricValues};
 pub use reasons::ErrorReasons;
-pub use recorder::{FxHasher, Recorder, SecondSink, SecondSnapshot, Snapshot, thread_index};
+pub use recorder::{FxHasher, Recorder, SecondSink, SecondSnapshot, Snapshot};
+pub use sample::{DbSample, HttpSample, Sample, WsConnect};
 pub use trend::Trend;
 
 use crate::error::ErrorKind;

@@ -4,22 +4,10 @@
 
 use super::{Agg, ErrorReasons, MetricId, MetricKind, Registry, Tags};
 use crate::error::ErrorKind;
+use crate::shard::Sharded;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
-}
-
-/// A small number unique to the calling thread (0, 1, 2, ... in order of first use): the shard
-/// index of per-thread storage here and in the live telemetry instruments.
-#[inline]
-pub fn thread_index() -> usize {
-    THREAD_INDEX.with(|i| *i)
-}
 
 /// FxHash (rustc's): the tag sets hashed on every sample are short, trusted, in-process
 /// keys, so SipHash's DoS resistance only costs time here.
@@ -98,7 +86,7 @@ impl Shard {
 pub struct Recorder {
     registry: Arc<Registry>,
     kinds: Vec<MetricKind>,
-    shards: Vec<Mutex<Shard>>,
+    shards: Sharded<Mutex<Shard>>,
     start: Instant,
 }
 
@@ -116,16 +104,8 @@ pub trait SecondSink: Send {
 
 impl Recorder {
     pub fn new(registry: Arc<Registry>) -> Self {
-        // More shards than threads keeps collisions rare when tokio adds blocking threads.
-        let n_shards = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .max(1)
-            * 2;
         let kinds = registry.defs().map(|(_, d)| d.kind).collect::<Vec<_>>();
-        let shards = (0..n_shards)
-            .map(|_| Mutex::new(Shard::new(kinds.len())))
-            .collect();
+        let shards = Sharded::new(|| Mutex::new(Shard::new(kinds.len())));
         Self {
             registry,
             kinds,
@@ -144,9 +124,8 @@ impl Recorder {
 
     #[inline]
     fn shard(&self) -> std::sync::MutexGuard<'_, Shard> {
-        let i = thread_index() % self.shards.len();
         // A poisoned shard only means a panic elsewhere; the data is still valid counts.
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards.mine().lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records one value on a series.
@@ -197,7 +176,7 @@ impl Recorder {
     /// Takes the per-second aggregates accumulated since the last call (the time-series sweep).
     pub fn take_second(&self) -> SecondSnapshot {
         let mut merged: Vec<Option<Agg>> = (0..self.kinds.len()).map(|_| None).collect();
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             let taken: Vec<Option<Agg>> = {
                 let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
                 s.second.iter_mut().map(Option::take).collect()
@@ -225,7 +204,7 @@ impl Recorder {
     pub fn snapshot(&self) -> Snapshot {
         let mut series: BTreeMap<(MetricId, Tags), Agg> = BTreeMap::new();
         let mut reasons = ErrorReasons::default();
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             let s = shard.lock().unwrap_or_else(|e| e.into_inner());
             reasons.merge(&s.reasons);
             for (tags, slots) in &s.series {

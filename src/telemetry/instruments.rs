@@ -13,7 +13,8 @@
 //! on every observation, and its exemplar type cannot be built outside the crate.
 
 use super::names::{self, Kind, MetricName};
-use crate::metrics::{FxHasher, thread_index};
+use crate::metrics::FxHasher;
+use crate::shard::Sharded;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -39,26 +40,6 @@ const N_BUCKETS: usize = LATENCY_BUCKETS.len() + 1;
 /// Owned label set as registered in a family (built once per series).
 pub type Labels = Vec<(&'static str, String)>;
 
-/// Per-thread storage: as many shards as the recorder (more than threads keeps collisions
-/// rare when tokio adds blocking threads).
-fn shard_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .max(1)
-        * 2
-}
-
-#[inline]
-fn my_shard(len: usize) -> usize {
-    thread_index() % len
-}
-
-/// Keeps each shard on its own cache lines, so threads writing neighbouring shards do not
-/// invalidate each other's.
-#[repr(align(128))]
-struct Padded<T>(T);
-
 fn hash_values(values: &[&str]) -> u64 {
     let mut h = FxHasher::default();
     for v in values {
@@ -75,7 +56,7 @@ type SeriesMap<V> = HashMap<u64, Bucket<V>>;
 /// label values (borrowed on lookup, owned once stored) → series handle.
 struct SeriesCache<V> {
     /// One map per thread shard: a lookup takes only the calling thread's uncontended lock.
-    local: Box<[Padded<RwLock<SeriesMap<V>>>]>,
+    local: Sharded<RwLock<SeriesMap<V>>>,
     /// Every series: the registration authority (a series is created once, under this lock).
     all: Mutex<SeriesMap<V>>,
 }
@@ -90,9 +71,7 @@ fn find<'a, V>(map: &'a HashMap<u64, Bucket<V>>, h: u64, values: &[&str]) -> Opt
 impl<V: Clone> SeriesCache<V> {
     fn new() -> Self {
         Self {
-            local: (0..shard_count())
-                .map(|_| Padded(RwLock::new(HashMap::new())))
-                .collect(),
+            local: Sharded::default(),
             all: Mutex::new(HashMap::new()),
         }
     }
@@ -101,7 +80,7 @@ impl<V: Clone> SeriesCache<V> {
     #[inline]
     fn with<R>(&self, values: &[&str], make: impl FnOnce() -> V, f: impl FnOnce(&V) -> R) -> R {
         let h = hash_values(values);
-        let local = &self.local[my_shard(self.local.len())].0;
+        let local = self.local.mine();
         if let Ok(map) = local.read()
             && let Some(v) = find(&map, h, values)
         {
@@ -146,7 +125,7 @@ impl<V: Clone> SeriesCache<V> {
             }
         }
         for local in self.local.iter() {
-            let mut map = local.0.write().unwrap_or_else(|e| e.into_inner());
+            let mut map = local.write().unwrap_or_else(|e| e.into_inner());
             for bucket in map.values_mut() {
                 bucket.retain(|(k, _)| !hit(k));
             }
@@ -208,28 +187,16 @@ fn registry_name(m: &MetricName) -> &'static str {
 // ---------------------------------------------------------------- counters
 
 /// A counter with one cell per thread shard, summed when scraped.
-#[derive(Clone)]
-pub struct ShardedCounter(Arc<[Padded<AtomicU64>]>);
-
-impl Default for ShardedCounter {
-    fn default() -> Self {
-        Self(
-            (0..shard_count())
-                .map(|_| Padded(AtomicU64::new(0)))
-                .collect(),
-        )
-    }
-}
+#[derive(Clone, Default)]
+pub struct ShardedCounter(Arc<Sharded<AtomicU64>>);
 
 impl ShardedCounter {
     #[inline]
     pub fn inc_by(&self, by: u64) {
-        self.0[my_shard(self.0.len())]
-            .0
-            .fetch_add(by, Ordering::Relaxed);
+        self.0.mine().fetch_add(by, Ordering::Relaxed);
     }
     fn get(&self) -> u64 {
-        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -463,15 +430,11 @@ impl Default for HistCell {
 }
 
 /// A histogram with one cell per thread shard, merged when scraped.
-struct ShardedHistogram(Box<[Padded<Mutex<HistCell>>]>);
+struct ShardedHistogram(Sharded<Mutex<HistCell>>);
 
 impl ShardedHistogram {
     fn new() -> Self {
-        Self(
-            (0..shard_count())
-                .map(|_| Padded(Mutex::new(HistCell::default())))
-                .collect(),
-        )
+        Self(Sharded::default())
     }
 
     #[inline]
@@ -487,10 +450,7 @@ impl ShardedHistogram {
                 at: SystemTime::now(),
             }
         });
-        let mut cell = self.0[my_shard(self.0.len())]
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut cell = self.0.mine().lock().unwrap_or_else(|e| e.into_inner());
         cell.counts[bucket] += 1;
         cell.sum += v;
         if exemplar.is_some() {
@@ -502,7 +462,7 @@ impl ShardedHistogram {
     fn merged(&self) -> HistCell {
         let mut out = HistCell::default();
         for shard in self.0.iter() {
-            let c = *shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            let c = *shard.lock().unwrap_or_else(|e| e.into_inner());
             for i in 0..N_BUCKETS {
                 out.counts[i] += c.counts[i];
                 if let Some(e) = c.exemplars[i]

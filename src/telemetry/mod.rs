@@ -3,11 +3,13 @@
 //! down once by [`Telemetry::shutdown`] (traces flushed first, then metrics); errors are
 //! collected into the [`TelemetryReport`], never panics, and a dead collector never slows load.
 //!
-//! Workloads never touch OTel types: they get [`Span`] handles and call the `record_*`
-//! methods with plain values and a [`RunLabels`]. Every method is cheap when telemetry is off.
+//! Workloads never touch OTel types: they get [`Span`] handles, and their measurements reach
+//! the live instruments as [`Sample`](crate::metrics::Sample)s of the one sample stream, which
+//! [`Telemetry::consume`] (see `live.rs`) records. Every method is cheap when telemetry is off.
 
 mod cutoff;
 mod instruments;
+mod live;
 pub mod names;
 mod otlp;
 mod process;
@@ -17,11 +19,11 @@ mod spans;
 mod trace;
 
 pub use instruments::LATENCY_BUCKETS;
+pub use live::LiveSeries;
 pub use reference::metrics_reference_markdown;
 pub use trace::FixedAttrs;
 
-use crate::error::ErrorKind;
-use instruments::{Instruments, status_class, status_str};
+use instruments::Instruments;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -182,44 +184,6 @@ impl std::ops::Deref for TraceHex {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
-
-/// A VU's own live series (see [`Telemetry::vu_series`]); empty when telemetry is off.
-#[derive(Clone, Default)]
-pub struct VuSeries {
-    inner: Option<Arc<VuSeriesInner>>,
-}
-
-struct VuSeriesInner {
-    labels: RunLabels,
-    iterations: instruments::ShardedCounter,
-    iteration_duration: instruments::HistSeries,
-    data_sent: instruments::ShardedCounter,
-    data_received: instruments::ShardedCounter,
-    /// Series this VU resolved for the label values that vary per request (only its own task
-    /// locks it, so the lock is never contended).
-    seen: Mutex<SeenSeries>,
-}
-
-/// A VU's resolved per-request series: a handful of distinct label combinations each, found by
-/// a short scan instead of hashing every label value per request.
-#[derive(Default)]
-struct SeenSeries {
-    http: Vec<HttpSeries>,
-    checks: Vec<(Box<str>, bool, instruments::ShardedCounter)>,
-}
-
-struct HttpSeries {
-    method: Box<str>,
-    template: Box<str>,
-    status: u16,
-    error: Option<ErrorKind>,
-    duration: instruments::HistSeries,
-    operations: instruments::ShardedCounter,
-    errors: Option<instruments::ShardedCounter>,
-}
-
-/// Distinct label combinations a VU keeps resolved; beyond this, records look series up.
-const SEEN_PER_VU: usize = 64;
 
 impl Span {
     /// W3C `traceparent` header value of this span (None when tracing is off).
@@ -498,68 +462,6 @@ type MakeSink = Box<dyn FnOnce(&Resource) -> Box<dyn OtlpSink> + Send>;
 
 fn or_default<T: PartialEq + Default>(v: T, d: T) -> T {
     if v == T::default() { d } else { v }
-}
-
-/// A resolved, never-empty string for labels (`Arc<str>` fields of [`RunLabels`]).
-fn run_values(l: &RunLabels) -> [&str; 3] {
-    [&l.run_id, &l.test, &l.scenario]
-}
-
-fn result_str(ok: bool) -> &'static str {
-    if ok { "success" } else { "failure" }
-}
-
-/// Label values of an operation's outcome counter and, when it failed, its error counter.
-struct OperationValues<'a> {
-    outcome: [&'a str; 5],
-    error: Option<[&'a str; 5]>,
-}
-
-fn operation_values<'a>(
-    l: &'a RunLabels,
-    operation: &'a str,
-    error: Option<ErrorKind>,
-) -> OperationValues<'a> {
-    let [run, test, scenario] = run_values(l);
-    OperationValues {
-        outcome: [run, test, scenario, operation, result_str(error.is_none())],
-        error: error.map(|e| [run, test, scenario, operation, e.as_str()]),
-    }
-}
-
-/// Label values of the series one HTTP request records on: its duration histogram, and its
-/// operation (named by the URL template) as in [`operation_values`].
-struct HttpValues<'a> {
-    duration: [&'a str; 8],
-    operation: OperationValues<'a>,
-}
-
-fn http_values<'a>(
-    l: &'a RunLabels,
-    method: &'a str,
-    url_template: &'a str,
-    status: u16,
-    error: Option<ErrorKind>,
-) -> HttpValues<'a> {
-    let [run, test, scenario] = run_values(l);
-    HttpValues {
-        duration: [
-            run,
-            test,
-            scenario,
-            method,
-            url_template,
-            status_str(status),
-            status_class(status),
-            error.map_or("", ErrorKind::as_str),
-        ],
-        operation: operation_values(l, url_template, error),
-    }
-}
-
-fn check_values<'a>(l: &'a RunLabels, check: &'a str, ok: bool) -> [&'a str; 5] {
-    let [run, test, scenario] = run_values(l);
-    [run, test, scenario, check, if ok { "pass" } else { "fail" }]
 }
 
 impl Telemetry {
@@ -918,293 +820,6 @@ impl Telemetry {
         };
         Span { inner: Some(rec) }
     }
-
-    // ---- live metrics (plain values; seconds for durations) ----
-    pub fn record_vus(&self, labels: &RunLabels, active: u64, max: u64) {
-        if let Some(i) = &self.inner {
-            let v = run_values(labels);
-            i.instruments.vus.set(&v, active as i64);
-            i.instruments.vus_max.set(&v, max as i64);
-        }
-    }
-    /// The live series of one VU's run labels, resolved once so the per-iteration records
-    /// below skip the series lookup.
-    pub fn vu_series(&self, labels: &RunLabels) -> VuSeries {
-        let Some(i) = &self.inner else {
-            return VuSeries::default();
-        };
-        let v = run_values(labels);
-        let m = &i.instruments;
-        VuSeries {
-            inner: Some(Arc::new(VuSeriesInner {
-                labels: labels.clone(),
-                seen: Mutex::default(),
-                iterations: m.iterations.series(&v),
-                iteration_duration: m.iteration_duration.series(&v),
-                data_sent: m.data_sent.series(&v),
-                data_received: m.data_received.series(&v),
-            })),
-        }
-    }
-    pub fn record_iteration(&self, series: &VuSeries, duration_s: f64, trace: Option<&str>) {
-        if let (Some(i), Some(s)) = (&self.inner, &series.inner) {
-            s.iterations.inc_by(1);
-            i.instruments.iteration_duration.observe_series(
-                &s.iteration_duration,
-                duration_s,
-                trace,
-            );
-        }
-    }
-    pub fn record_dropped_iterations(&self, labels: &RunLabels, n: u64) {
-        if let Some(i) = &self.inner {
-            i.instruments
-                .dropped_iterations
-                .inc_by(&run_values(labels), n);
-        }
-    }
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_http(
-        &self,
-        labels: &RunLabels,
-        method: &str,
-        url_template: &str,
-        status: u16,
-        error: Option<ErrorKind>,
-        duration_s: f64,
-        trace: Option<&str>,
-    ) {
-        let Some(i) = &self.inner else { return };
-        let v = http_values(labels, method, url_template, status, error);
-        let m = &i.instruments;
-        m.http_duration.observe(&v.duration, duration_s, trace);
-        m.operations.inc_by(&v.operation.outcome, 1);
-        if let Some(e) = &v.operation.error {
-            m.errors.inc_by(e, 1);
-        }
-    }
-    /// [`Telemetry::record_http`] for a VU: the series of each (method, template, status,
-    /// error) it sees are resolved once and kept in `series`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_vu_http(
-        &self,
-        series: &VuSeries,
-        method: &str,
-        url_template: &str,
-        status: u16,
-        error: Option<ErrorKind>,
-        duration_s: f64,
-        trace: Option<&str>,
-    ) {
-        let (Some(i), Some(vs)) = (&self.inner, &series.inner) else {
-            return;
-        };
-        let mut seen = vs.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let found = seen.http.iter().position(|h| {
-            h.status == status
-                && h.error == error
-                && *h.method == *method
-                && *h.template == *url_template
-        });
-        let idx = match found {
-            Some(idx) => idx,
-            None if seen.http.len() < SEEN_PER_VU => {
-                let m = &i.instruments;
-                let v = http_values(&vs.labels, method, url_template, status, error);
-                seen.http.push(HttpSeries {
-                    method: method.into(),
-                    template: url_template.into(),
-                    status,
-                    error,
-                    duration: m.http_duration.series(&v.duration),
-                    operations: m.operations.series(&v.operation.outcome),
-                    errors: v.operation.error.map(|e| m.errors.series(&e)),
-                });
-                seen.http.len() - 1
-            }
-            None => {
-                drop(seen);
-                let l = &vs.labels;
-                return self.record_http(l, method, url_template, status, error, duration_s, trace);
-            }
-        };
-        let h = &seen.http[idx];
-        i.instruments
-            .http_duration
-            .observe_series(&h.duration, duration_s, trace);
-        h.operations.inc_by(1);
-        if let Some(e) = &h.errors {
-            e.inc_by(1);
-        }
-    }
-    /// [`Telemetry::record_check`] for a VU, its series resolved once per check name and outcome.
-    pub fn record_vu_check(&self, series: &VuSeries, check: &str, ok: bool) {
-        let (Some(i), Some(vs)) = (&self.inner, &series.inner) else {
-            return;
-        };
-        let mut seen = vs.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, _, c)) = seen
-            .checks
-            .iter()
-            .find(|(n, o, _)| *o == ok && **n == *check)
-        {
-            c.inc_by(1);
-        } else if seen.checks.len() < SEEN_PER_VU {
-            let c = i
-                .instruments
-                .checks
-                .series(&check_values(&vs.labels, check, ok));
-            c.inc_by(1);
-            seen.checks.push((check.into(), ok, c));
-        } else {
-            drop(seen);
-            self.record_check(&vs.labels, check, ok);
-        }
-    }
-    pub fn record_check(&self, labels: &RunLabels, check: &str, ok: bool) {
-        if let Some(i) = &self.inner {
-            i.instruments
-                .checks
-                .inc_by(&check_values(labels, check, ok), 1);
-        }
-    }
-    /// One workload operation (request, query, migration, session) and its outcome.
-    pub fn record_operation(&self, labels: &RunLabels, operation: &str, error: Option<ErrorKind>) {
-        if let Some(i) = &self.inner {
-            let v = operation_values(labels, operation, error);
-            i.instruments.operations.inc_by(&v.outcome, 1);
-            if let Some(e) = &v.error {
-                i.instruments.errors.inc_by(e, 1);
-            }
-        }
-    }
-    pub fn record_data(&self, series: &VuSeries, sent: u64, received: u64) {
-        if let Some(s) = &series.inner {
-            if sent > 0 {
-                s.data_sent.inc_by(sent);
-            }
-            if received > 0 {
-                s.data_received.inc_by(received);
-            }
-        }
-    }
-    pub fn record_ws_connect(
-        &self,
-        labels: &RunLabels,
-        ok: bool,
-        duration_s: Option<f64>,
-        trace: Option<&str>,
-    ) {
-        if let Some(i) = &self.inner {
-            let [run, test, scenario] = run_values(labels);
-            i.instruments
-                .ws_connections
-                .inc_by(&[run, test, scenario, result_str(ok)], 1);
-            if let Some(d) = duration_s {
-                i.instruments
-                    .ws_connect_duration
-                    .observe(&[run, test, scenario], d, trace);
-            }
-        }
-    }
-    pub fn record_ws_active(&self, labels: &RunLabels, delta: i64) {
-        if let Some(i) = &self.inner {
-            i.instruments.ws_active.add(&run_values(labels), delta);
-        }
-    }
-    pub fn record_ws_message(&self, labels: &RunLabels, sent: bool) {
-        if let Some(i) = &self.inner {
-            let [run, test, scenario] = run_values(labels);
-            let dir = if sent { "sent" } else { "received" };
-            i.instruments
-                .ws_messages
-                .inc_by(&[run, test, scenario, dir], 1);
-        }
-    }
-    pub fn record_ws_latency(&self, labels: &RunLabels, latency_s: f64, trace: Option<&str>) {
-        if let Some(i) = &self.inner {
-            i.instruments
-                .ws_latency
-                .observe(&run_values(labels), latency_s, trace);
-        }
-    }
-    pub fn record_migration_in_flight(&self, labels: &RunLabels, delta: i64) {
-        if let Some(i) = &self.inner {
-            i.instruments
-                .migrations_in_flight
-                .add(&run_values(labels), delta);
-        }
-    }
-    /// `result`: completed | failed | timeout.
-    pub fn record_migration(
-        &self,
-        labels: &RunLabels,
-        result: &'static str,
-        duration_s: Option<f64>,
-        trace: Option<&str>,
-    ) {
-        if let Some(i) = &self.inner {
-            let [run, test, scenario] = run_values(labels);
-            i.instruments
-                .migrations
-                .inc_by(&[run, test, scenario, result], 1);
-            if let Some(d) = duration_s {
-                i.instruments
-                    .migration_duration
-                    .observe(&[run, test, scenario], d, trace);
-            }
-        }
-    }
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_db(
-        &self,
-        labels: &RunLabels,
-        system: &'static str,
-        operation: &'static str,
-        collection: &'static str,
-        error: Option<ErrorKind>,
-        duration_s: f64,
-        trace: Option<&str>,
-    ) {
-        if let Some(i) = &self.inner {
-            let [run, test, scenario] = run_values(labels);
-            i.instruments.db_duration.observe(
-                &[
-                    run,
-                    test,
-                    scenario,
-                    system,
-                    operation,
-                    collection,
-                    error.map_or("", ErrorKind::as_str),
-                ],
-                duration_s,
-                trace,
-            );
-        }
-    }
-    pub fn record_db_pool(
-        &self,
-        labels: &RunLabels,
-        acquire_s: Option<f64>,
-        idle: u64,
-        in_use: u64,
-    ) {
-        if let Some(i) = &self.inner {
-            let [run, test, scenario] = run_values(labels);
-            if let Some(a) = acquire_s {
-                i.instruments
-                    .db_pool_acquire
-                    .observe(&[run, test, scenario], a, None);
-            }
-            i.instruments
-                .db_pool_connections
-                .set(&[run, test, scenario, "idle"], idle as i64);
-            i.instruments
-                .db_pool_connections
-                .set(&[run, test, scenario, "in_use"], in_use as i64);
-        }
-    }
 }
 
 fn export_timeout(cfg: &TelemetryConfig) -> Duration {
@@ -1323,7 +938,11 @@ mod tests {
         let l = RunLabels::default();
         let s = t.iteration_span(&l, 1, 1);
         assert!(s.traceparent().is_none() && s.baggage().is_none());
-        t.record_http(&l, "GET", "/x", 200, None, 0.1, None);
+        let check = crate::metrics::Sample::Check {
+            name: "ok",
+            ok: true,
+        };
+        t.consume(&t.vu_series(&l), &check);
         assert!(t.render_metrics().is_empty());
         assert!(t.metrics_addr().is_none());
     }

@@ -18,7 +18,7 @@
 
 use super::AttrValue;
 use super::spans::SpanStats;
-use crate::metrics::thread_index;
+use crate::shard::Sharded;
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -321,7 +321,7 @@ impl Event {
 /// Spans waiting for export: one byte buffer per thread shard, bounded in span count (each
 /// shard holds its share of the bound, so a span's push touches only its own shard).
 pub(crate) struct SpanQueue {
-    shards: Box<[Padded<Mutex<Shard>>]>,
+    shards: Sharded<Mutex<Shard>>,
     max_per_shard: usize,
     /// Set at shutdown: later spans are counted as dropped, not queued for nobody.
     closed: AtomicBool,
@@ -334,20 +334,14 @@ struct Shard {
     spans: usize,
 }
 
-/// Keeps each shard on its own cache lines.
-#[repr(align(128))]
-struct Padded<T>(T);
-
 impl SpanQueue {
     /// A queue that lives as long as the process (see [`Tracer::queue`]).
     pub fn leak(max_queue: usize, stats: Arc<SpanStats>) -> &'static Self {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            * 2;
+        let shards: Sharded<Mutex<Shard>> = Sharded::default();
+        let max_per_shard = max_queue.div_ceil(shards.len()).max(1);
         Box::leak(Box::new(Self {
-            shards: (0..n).map(|_| Padded(Mutex::default())).collect(),
-            max_per_shard: max_queue.div_ceil(n).max(1),
+            shards,
+            max_per_shard,
             closed: AtomicBool::new(false),
             stats,
         }))
@@ -357,7 +351,7 @@ impl SpanQueue {
     pub fn pending(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).spans)
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).spans)
             .sum()
     }
 
@@ -370,8 +364,7 @@ impl SpanQueue {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let shard = &self.shards[thread_index() % self.shards.len()].0;
-        let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.shards.mine().lock().unwrap_or_else(|e| e.into_inner());
         if s.spans >= self.max_per_shard {
             drop(s);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -391,7 +384,7 @@ impl SpanQueue {
     /// buffer at all (the queue itself is never freed).
     pub fn take_shard(&self, i: usize, spare: &mut Vec<u8>) -> usize {
         debug_assert!(spare.is_empty());
-        let mut s = self.shards[i].0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.shards.get(i).lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut s.buf, spare);
         if self.closed.load(Ordering::Relaxed) {
             s.buf = Vec::new();

@@ -9,7 +9,7 @@
 use super::endpoints::{Endpoints, field, id_string, truthy};
 use super::failure::{missing_field, record_group, wrong_status};
 use super::{Req, Vu, Workload};
-use crate::metrics::{Contains, MetricId, MetricKind, Registry};
+use crate::metrics::{Contains, DbSample, MetricId, MetricKind, Registry, Sample};
 use bytes::Bytes;
 use http::Method;
 use std::time::{Duration, Instant};
@@ -81,15 +81,15 @@ impl DbWorkload {
             .as_ref()
             .map(|(k, _)| *k)
             .or((r.status >= 400).then_some(crate::error::ErrorKind::Status));
-        vu.tel.record_db(
-            &vu.labels,
-            "novacron-api",
-            sql.0,
-            sql.1,
+        vu.record(Sample::Db(&DbSample {
+            system: "novacron-api",
+            operation: sql.0,
+            collection: sql.1,
             error,
-            ms / 1000.0,
-            None,
-        );
+            seconds: ms / 1000.0,
+            trace: None,
+            counted_as: None,
+        }));
         (r, ms)
     }
 

@@ -71,7 +71,7 @@
 
 use super::{Vu, Workload};
 use crate::error::ErrorKind;
-use crate::metrics::{Contains, MetricId, MetricKind, Registry, Tags};
+use crate::metrics::{Contains, DbSample, MetricId, MetricKind, Registry, Sample, Tags};
 use crate::telemetry::{AttrValue, Span, SpanKind};
 use anyhow::Context;
 use sqlx::pool::PoolConnection;
@@ -508,24 +508,25 @@ impl DbDirectWorkload {
         let started = Instant::now();
         let r = pool.acquire().await;
         let s = started.elapsed().as_secs_f64();
-        vu.trend(self.acquire_time, s * 1000.0);
         let idle = pool.num_idle() as u64;
         let size = pool.size() as u64;
-        vu.tel
-            .record_db_pool(&vu.labels, Some(s), idle, size.saturating_sub(idle));
+        vu.record(Sample::DbPool {
+            acquire: self.acquire_time,
+            seconds: s,
+            idle,
+            in_use: size.saturating_sub(idle),
+        });
         if let Err(e) = &r {
             // the statement never ran: still one failed database operation
-            let kind = error_kind(e);
-            vu.tel.record_db(
-                &vu.labels,
-                "postgresql",
-                "ACQUIRE",
-                "vms",
-                Some(kind),
-                s,
-                None,
-            );
-            vu.error("ACQUIRE vms", kind);
+            vu.record(Sample::Db(&DbSample {
+                system: "postgresql",
+                operation: "ACQUIRE",
+                collection: "vms",
+                error: Some(error_kind(e)),
+                seconds: s,
+                trace: None,
+                counted_as: Some("ACQUIRE vms"),
+            }));
         }
         r
     }
@@ -585,16 +586,15 @@ impl DbDirectWorkload {
         let s = st.started.elapsed().as_secs_f64();
         let trace = st.span.sampled_trace_id();
         let kind = error.map(error_kind);
-        vu.tel.record_db(
-            &vu.labels,
-            "postgresql",
-            st.verb.name(),
-            "vms",
-            kind,
-            s,
-            trace.as_deref(),
-        );
-        vu.tel.record_operation(&vu.labels, st.verb.label(), kind);
+        vu.record(Sample::Db(&DbSample {
+            system: "postgresql",
+            operation: st.verb.name(),
+            collection: "vms",
+            error: kind,
+            seconds: s,
+            trace: trace.as_deref(),
+            counted_as: Some(st.verb.label()),
+        }));
         let mut span = st.span;
         match error {
             Some(e) => {
@@ -643,13 +643,16 @@ impl DbDirectWorkload {
             values[len] = (self.queries, clean);
             len += 1;
         }
-        vu.rec.record_many(&vu.tags, &values[..len]);
+        vu.record(Sample::Metrics {
+            values: &values[..len],
+            tags: None,
+        });
         if let Some((kind, reason)) = failure {
             let tags = Tags {
                 error_kind: Some(kind),
                 ..vu.tags.clone()
             };
-            vu.rec.record(self.queries, 1.0, &tags);
+            vu.metric(self.queries, 1.0, Some(&tags));
             vu.rec.record_reason(kind, &reason);
         }
     }
@@ -1044,15 +1047,15 @@ impl DbDirectWorkload {
         }
         let started = Instant::now();
         let r = self.seed(pool).await;
-        vu.tel.record_db(
-            &vu.labels,
-            "postgresql",
-            "INSERT",
-            "vms",
-            r.as_ref().err().map(error_kind),
-            started.elapsed().as_secs_f64(),
-            None,
-        );
+        vu.record(Sample::Db(&DbSample {
+            system: "postgresql",
+            operation: "INSERT",
+            collection: "vms",
+            error: r.as_ref().err().map(error_kind),
+            seconds: started.elapsed().as_secs_f64(),
+            trace: None,
+            counted_as: None,
+        }));
         match r {
             Ok(created) => tracing::info!(
                 created,

@@ -17,7 +17,7 @@ use super::endpoints::{Endpoints, field, id_string, truthy};
 use super::failure::{missing_field, record_failure, record_group, wrong_status};
 use super::{Req, Vu, Workload};
 use crate::error::ErrorKind;
-use crate::metrics::{Contains, MetricId, MetricKind, Registry};
+use crate::metrics::{Contains, MetricId, MetricKind, Registry, Sample};
 use crate::telemetry::{AttrValue, SpanKind};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -146,14 +146,20 @@ impl DwcpWorkload {
 
     fn migration_started(&self, vu: &Vu) {
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        vu.gauge(self.concurrent, now as f64);
-        vu.tel.record_migration_in_flight(&vu.labels, 1);
+        vu.record(Sample::MigrationInFlight {
+            gauge: self.concurrent,
+            in_flight: now as f64,
+            delta: 1,
+        });
     }
 
     fn migration_ended(&self, vu: &Vu) {
         let now = self.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
-        vu.gauge(self.concurrent, now as f64);
-        vu.tel.record_migration_in_flight(&vu.labels, -1);
+        vu.record(Sample::MigrationInFlight {
+            gauge: self.concurrent,
+            in_flight: now as f64,
+            delta: -1,
+        });
     }
 
     /// Step 6: the `/stream` socket for `stream_for`, checking each frame.
@@ -404,8 +410,13 @@ impl Workload for DwcpWorkload {
                     match field(&v, "status").and_then(|s| s.as_str()) {
                         Some("completed") => {
                             let ms = started.elapsed().as_secs_f64() * 1000.0;
-                            vu.trend(self.migration_duration, ms);
-                            vu.add(self.vm_migrations_total, 1.0);
+                            let trace = migration.sampled_trace_id();
+                            vu.record(Sample::Migration {
+                                result: "completed",
+                                counter: self.vm_migrations_total,
+                                duration: Some((self.migration_duration, ms)),
+                                trace: trace.as_deref(),
+                            });
                             let ok = [
                                 vu.check("Migration completed successfully", true),
                                 vu.latency_check("Migration duration < 30s", ms < 30_000.0),
@@ -428,13 +439,6 @@ impl Workload for DwcpWorkload {
                                 );
                                 record_failure(vu, self.dwcp_errors, ErrorKind::Check, &message);
                             }
-                            let trace = migration.sampled_trace_id();
-                            vu.tel.record_migration(
-                                &vu.labels,
-                                "completed",
-                                Some(ms / 1000.0),
-                                trace.as_deref(),
-                            );
                             outcome = Some("completed");
                             vu.sleep(self.poll_every).await;
                             break;
@@ -445,8 +449,12 @@ impl Workload for DwcpWorkload {
                                 None => "DWCP migration failed (status \"failed\")".to_string(),
                             };
                             record_failure(vu, self.dwcp_errors, ErrorKind::Check, &message);
-                            vu.add(self.failed_migrations, 1.0);
-                            vu.tel.record_migration(&vu.labels, "failed", None, None);
+                            vu.record(Sample::Migration {
+                                result: "failed",
+                                counter: self.failed_migrations,
+                                duration: None,
+                                trace: None,
+                            });
                             outcome = Some("failed");
                             break;
                         }
@@ -466,8 +474,12 @@ impl Workload for DwcpWorkload {
                     self.max_polls, self.poll_every
                 );
                 record_failure(vu, self.dwcp_errors, ErrorKind::Timeout, &message);
-                vu.add(self.failed_migrations, 1.0);
-                vu.tel.record_migration(&vu.labels, "timeout", None, None);
+                vu.record(Sample::Migration {
+                    result: "timeout",
+                    counter: self.failed_migrations,
+                    duration: None,
+                    trace: None,
+                });
                 outcome = Some("timeout");
             }
             self.migration_ended(vu);

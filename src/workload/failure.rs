@@ -17,7 +17,7 @@ pub fn record_failure(vu: &Vu, rate: MetricId, kind: ErrorKind, message: &str) {
         error_kind: Some(kind),
         ..vu.tags.clone()
     };
-    vu.rec.record(rate, 1.0, &tags);
+    vu.metric(rate, 1.0, Some(&tags));
     vu.rec.record_reason(kind, message);
 }
 

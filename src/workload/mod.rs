@@ -15,12 +15,11 @@ pub mod url;
 pub mod ws;
 
 use crate::error::ErrorKind;
-use crate::metrics::{MetricId, Recorder, Tags, builtin};
-use crate::telemetry::{AttrValue, FixedAttrs, RunLabels, Span, SpanKind, Telemetry, VuSeries};
+use crate::metrics::{HttpSample, MetricId, Recorder, Sample, Tags};
+use crate::telemetry::{AttrValue, FixedAttrs, LiveSeries, RunLabels, Span, SpanKind, Telemetry};
 use ::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
 use rand::SeedableRng;
-use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,7 +107,7 @@ pub struct Vu {
     pub rec: Arc<Recorder>,
     pub tel: Telemetry,
     /// This VU's live series, resolved once.
-    pub live: VuSeries,
+    pub live: LiveSeries,
     pub http: HttpClient,
     pub settings: ClientSettings,
     pub rng: rand::rngs::SmallRng,
@@ -225,15 +224,16 @@ impl Vu {
         }
     }
 
+    /// Records one sample on this VU's stream: the k6 recorder (under the VU's tags unless
+    /// the sample has its own) and the live instruments (on the VU's series) both consume it.
+    #[inline]
+    pub fn record(&self, sample: Sample<'_>) {
+        record(&self.rec, &self.tags, &self.tel, &self.live, &sample);
+    }
+
     /// Records a check (k6 `check`): one sample on `checks` tagged with the name.
     pub fn check(&self, name: &'static str, ok: bool) -> bool {
-        let tags = Tags {
-            check: Some(Cow::Borrowed(name)),
-            ..self.tags.clone()
-        };
-        self.rec
-            .record(builtin::CHECKS, if ok { 1.0 } else { 0.0 }, &tags);
-        self.tel.record_vu_check(&self.live, name, ok);
+        self.record(Sample::Check { name, ok });
         ok
     }
 
@@ -246,31 +246,42 @@ impl Vu {
         true
     }
 
+    /// Records a value on one of the workload's own k6 metrics (no live twin) under `tags`,
+    /// or the VU's own when None.
+    pub fn metric(&self, metric: MetricId, value: f64, tags: Option<&Tags>) {
+        self.record(Sample::Metrics {
+            values: &[(metric, value)],
+            tags,
+        });
+    }
+
     /// Records a Rate sample: `true` counts as a pass (non-zero), `false` as a fail.
     pub fn rate(&self, metric: MetricId, nonzero: bool) {
-        self.rec
-            .record(metric, if nonzero { 1.0 } else { 0.0 }, &self.tags);
+        self.metric(metric, if nonzero { 1.0 } else { 0.0 }, None);
     }
 
     /// Records a Trend value (milliseconds for time trends).
     pub fn trend(&self, metric: MetricId, value: f64) {
-        self.rec.record(metric, value, &self.tags);
+        self.metric(metric, value, None);
     }
 
     /// Adds to a Counter.
     pub fn add(&self, metric: MetricId, n: f64) {
-        self.rec.record(metric, n, &self.tags);
+        self.metric(metric, n, None);
     }
 
     /// Sets a Gauge.
     pub fn gauge(&self, metric: MetricId, v: f64) {
-        self.rec.record(metric, v, &self.tags);
+        self.metric(metric, v, None);
     }
 
-    /// Records a failed operation of a kind (for the summary's error table).
+    /// Records a workload operation that failed with `kind` (live `novaload.operations` and
+    /// `novaload.errors`; the k6 side counts it on the workload's error Rate).
     pub fn error(&self, operation: &str, kind: ErrorKind) {
-        self.tel
-            .record_operation(&self.labels, operation, Some(kind));
+        self.record(Sample::Operation {
+            name: operation,
+            error: Some(kind),
+        });
     }
 
     /// Sends an HTTP request with `traceparent`/`baggage` injected, and records k6's built-in
@@ -429,62 +440,31 @@ impl Vu {
         }
         let tags = Tags {
             name: Some(name),
-            method: Some(method.clone()),
+            method: Some(method),
             status: Some(resp.status),
             expected_response: Some(expected),
             error_kind,
             ..self.tags.clone()
         };
-        let t = &resp.timings;
-        let r = &self.rec;
-        r.record_many(
-            &tags,
-            &[
-                (builtin::HTTP_REQS, 1.0),
-                (builtin::HTTP_REQ_DURATION, t.duration),
-                (builtin::HTTP_REQ_BLOCKED, t.blocked),
-                (builtin::HTTP_REQ_CONNECTING, t.connecting),
-                (builtin::HTTP_REQ_TLS_HANDSHAKING, t.tls_handshaking),
-                (builtin::HTTP_REQ_SENDING, t.sending),
-                (builtin::HTTP_REQ_WAITING, t.waiting),
-                (builtin::HTTP_REQ_RECEIVING, t.receiving),
-                (builtin::HTTP_REQ_FAILED, if expected { 0.0 } else { 1.0 }),
-            ],
-        );
-        r.record_many(
-            &self.tags,
-            &[
-                (builtin::DATA_SENT, resp.bytes_sent as f64),
-                (builtin::DATA_RECEIVED, resp.bytes_received as f64),
-            ],
-        );
-        if resp.body_truncated {
-            r.record(builtin::HTTP_RESP_BODIES_TRUNCATED, 1.0, &self.tags);
-        }
-        if let Some(intended) = self.intended_start.take() {
+        let corrected_ms = self.intended_start.take().map(|intended| {
             let corrected = resp.finished_at.saturating_duration_since(intended);
-            r.record(
-                builtin::HTTP_REQ_DURATION_CORRECTED,
-                corrected.as_secs_f64() * 1000.0,
-                &tags,
-            );
-        }
+            corrected.as_secs_f64() * 1000.0
+        });
         span.set_attribute(
             "http.response.status_code",
             AttrValue::I64(resp.status as i64),
         );
         let trace = span.sampled_trace_id();
-        self.tel.record_vu_http(
-            &self.live,
-            &method,
-            req.template,
-            resp.status,
-            error_kind,
-            t.duration / 1000.0,
-            trace.as_deref(),
-        );
-        self.tel
-            .record_data(&self.live, resp.bytes_sent, resp.bytes_received);
+        self.record(Sample::Http(&HttpSample {
+            tags: &tags,
+            template: req.template,
+            timings: &resp.timings,
+            bytes_sent: resp.bytes_sent,
+            bytes_received: resp.bytes_received,
+            body_truncated: resp.body_truncated,
+            corrected_ms,
+            trace: trace.as_deref(),
+        }));
         match (&resp.error, expected) {
             (Some((kind, msg)), _) => {
                 span.set_attribute("error.type", AttrValue::Static(kind.as_str()));
@@ -498,6 +478,20 @@ impl Vu {
         }
         (resp, next)
     }
+}
+
+/// Records `sample` on a stream: the k6 recorder under `tags` and the live instruments on
+/// `live` (a [`Vu`]'s, or the runner's and a workload's guards, which have no `Vu` at hand).
+#[inline]
+pub(crate) fn record(
+    rec: &Recorder,
+    tags: &Tags,
+    tel: &Telemetry,
+    live: &LiveSeries,
+    sample: &Sample<'_>,
+) {
+    rec.consume(tags, sample);
+    tel.consume(live, sample);
 }
 
 /// Headers not sent when a redirect leaves the origin (as Go's client and browsers do).

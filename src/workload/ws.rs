@@ -41,9 +41,9 @@
 use super::failure::record_failure;
 use super::{Vu, Workload};
 use crate::error::{ConfigError, ErrorKind};
-use crate::metrics::{Contains, MetricId, MetricKind, Recorder, Registry, Tags};
+use crate::metrics::{Contains, MetricId, MetricKind, Recorder, Registry, Sample, Tags, WsConnect};
 use crate::net::stream::Stream;
-use crate::telemetry::{AttrValue, RunLabels, SpanKind, Telemetry};
+use crate::telemetry::{AttrValue, LiveSeries, SpanKind, Telemetry};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use std::io;
@@ -432,14 +432,18 @@ impl WsWorkload {
     }
 
     fn sent(&self, vu: &Vu) {
-        vu.add(self.m.sent, 1.0);
-        vu.tel.record_ws_message(&vu.labels, true);
+        vu.record(Sample::WsMessage {
+            counter: self.m.sent,
+            sent: true,
+        });
     }
 
     /// One inbound text frame: count, parse, check, latency. `recv_ms` is taken on arrival.
     fn on_text(&self, vu: &Vu, text: &str, recv_ms: f64, trace: Option<&str>) {
-        vu.add(self.m.received, 1.0);
-        vu.tel.record_ws_message(&vu.labels, false);
+        vu.record(Sample::WsMessage {
+            counter: self.m.received,
+            sent: false,
+        });
         let v: serde_json::Value = match serde_json::from_str(text) {
             // JSON.parse throws, or the checks throw on `null.type`: ws_errors, no check samples
             Ok(serde_json::Value::Null) | Err(_) => {
@@ -463,9 +467,11 @@ impl WsWorkload {
         let recent = match ts.and_then(timestamp_ms) {
             Some(ts_ms) => {
                 let latency = recv_ms - ts_ms;
-                vu.trend(self.m.latency, latency.abs());
-                vu.tel
-                    .record_ws_latency(&vu.labels, latency.abs() / 1000.0, trace);
+                vu.record(Sample::WsLatency {
+                    trend: self.m.latency,
+                    ms: latency.abs(),
+                    trace,
+                });
                 latency.abs() < RECENT_MS
             }
             None => false,
@@ -591,16 +597,24 @@ impl WsWorkload {
         }
     }
 
-    fn handshake_failed(&self, vu: &Vu, status: u16, kind: ErrorKind, message: &str) {
-        let tags = Tags {
-            status: Some(status),
-            error_kind: Some(kind),
-            ..vu.tags.clone()
-        };
-        vu.rec.record(self.m.failed, 1.0, &tags);
-        vu.rec.record(self.m.success, 0.0, &tags);
+    fn handshake_failed(
+        &self,
+        vu: &Vu,
+        status: u16,
+        kind: ErrorKind,
+        message: &str,
+        trace: Option<&str>,
+    ) {
+        vu.record(Sample::WsConnect {
+            outcome: WsConnect::Failed {
+                failed: self.m.failed,
+                success: self.m.success,
+                status,
+                kind,
+            },
+            trace,
+        });
         vu.rate(self.m.errors, true);
-        vu.error("ws.connect", kind);
         vu.rec.record_reason(kind, message);
     }
 }
@@ -638,9 +652,7 @@ impl Workload for WsWorkload {
         match conn {
             Err((status, kind, msg)) => {
                 vu.check(check::ESTABLISHED, false);
-                self.handshake_failed(vu, status, kind, &msg);
-                vu.tel
-                    .record_ws_connect(&vu.labels, false, None, trace.as_deref());
+                self.handshake_failed(vu, status, kind, &msg, trace.as_deref());
                 span.set_attribute("error.type", AttrValue::Static(kind.as_str()));
                 if status != 0 {
                     span.set_attribute(
@@ -652,14 +664,14 @@ impl Workload for WsWorkload {
             }
             Ok(mut ws) => {
                 let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
-                vu.trend(self.m.conn_time, connect_ms);
-                vu.tel.record_ws_connect(
-                    &vu.labels,
-                    true,
-                    Some(connect_ms / 1000.0),
-                    trace.as_deref(),
-                );
-                vu.add(self.m.established, 1.0);
+                vu.record(Sample::WsConnect {
+                    outcome: WsConnect::Opened {
+                        time: self.m.conn_time,
+                        established: self.m.established,
+                        connect_ms,
+                    },
+                    trace: trace.as_deref(),
+                });
                 let mut guard = OpenGuard::new(self, vu);
                 let end = self
                     .session(vu, &mut ws, traceparent.as_deref(), trace.as_deref())
@@ -678,7 +690,7 @@ impl Workload for WsWorkload {
                             error_kind: Some(ErrorKind::Protocol),
                             ..vu.tags.clone()
                         };
-                        vu.rec.record(self.m.failed, 1.0, &tags);
+                        vu.metric(self.m.failed, 1.0, Some(&tags));
                         vu.rate(self.m.errors, true);
                         vu.error("ws.session", ErrorKind::Protocol);
                         vu.rec.record_reason(
@@ -691,7 +703,10 @@ impl Workload for WsWorkload {
                     }
                     SessionEnd::Closed | SessionEnd::ServerClosed(_) => {
                         drop(guard);
-                        vu.tel.record_operation(&vu.labels, "ws.session", None);
+                        vu.record(Sample::Operation {
+                            name: "ws.session",
+                            error: None,
+                        });
                         span.end(None);
                     }
                 }
@@ -720,7 +735,7 @@ struct OpenGuard<'a> {
     rec: Arc<Recorder>,
     tags: Tags,
     tel: Telemetry,
-    labels: RunLabels,
+    live: LiveSeries,
     failed: bool,
 }
 
@@ -729,15 +744,18 @@ impl<'a> OpenGuard<'a> {
         {
             let mut active = wl.active.lock().unwrap_or_else(|e| e.into_inner());
             *active += 1;
-            vu.gauge(wl.m.active, *active as f64);
+            vu.record(Sample::WsOpen {
+                gauge: wl.m.active,
+                open: *active as f64,
+                delta: 1,
+            });
         }
-        vu.tel.record_ws_active(&vu.labels, 1);
         Self {
             wl,
             rec: vu.rec.clone(),
             tags: vu.tags.clone(),
             tel: vu.tel.clone(),
-            labels: vu.labels.clone(),
+            live: vu.live.clone(),
             failed: false,
         }
     }
@@ -745,13 +763,18 @@ impl<'a> OpenGuard<'a> {
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
+        let record = |s: Sample<'_>| {
+            super::record(&self.rec, &self.tags, &self.tel, &self.live, &s);
+        };
         {
             let mut active = self.wl.active.lock().unwrap_or_else(|e| e.into_inner());
             *active -= 1;
-            self.rec
-                .record(self.wl.m.active, *active as f64, &self.tags);
+            record(Sample::WsOpen {
+                gauge: self.wl.m.active,
+                open: *active as f64,
+                delta: -1,
+            });
         }
-        self.tel.record_ws_active(&self.labels, -1);
         let tags = if self.failed {
             Tags {
                 error_kind: Some(ErrorKind::Protocol),
@@ -760,11 +783,10 @@ impl Drop for OpenGuard<'_> {
         } else {
             self.tags.clone()
         };
-        self.rec.record(
-            self.wl.m.success,
-            if self.failed { 0.0 } else { 1.0 },
-            &tags,
-        );
+        record(Sample::Metrics {
+            values: &[(self.wl.m.success, if self.failed { 0.0 } else { 1.0 })],
+            tags: Some(&tags),
+        });
     }
 }
 
