@@ -1,7 +1,10 @@
 //! `/metrics` on port 0: OpenMetrics with trace-id exemplars when asked, classic text otherwise.
 
 use novaload::error::ErrorKind;
-use novaload::telemetry::{RunLabels, Telemetry, TelemetryConfig};
+use novaload::metrics::{DbSample, HttpSample, MetricId, Sample, Tags};
+use novaload::net::http::Timings;
+use novaload::telemetry::{LiveSeries, RunLabels, Telemetry, TelemetryConfig};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Plain HTTP/1.1 GET; returns (status line, headers, body).
@@ -41,6 +44,43 @@ fn labels() -> RunLabels {
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
+/// One HTTP request as `Vu::request` records it on the sample stream (the live side only:
+/// `Telemetry::consume`).
+#[allow(clippy::too_many_arguments)]
+fn http(
+    t: &Telemetry,
+    live: &LiveSeries,
+    method: &str,
+    template: &str,
+    status: u16,
+    error: Option<ErrorKind>,
+    seconds: f64,
+    trace: Option<&str>,
+) {
+    let tags = Tags {
+        method: Some(method.into()),
+        status: Some(status),
+        expected_response: Some((200..400).contains(&status) && error.is_none()),
+        error_kind: error,
+        ..Tags::default()
+    };
+    let timings = Timings {
+        duration: seconds * 1000.0,
+        ..Timings::default()
+    };
+    let sample = HttpSample {
+        tags: &tags,
+        template,
+        timings: &timings,
+        bytes_sent: 0,
+        bytes_received: 0,
+        body_truncated: false,
+        corrected_ms: None,
+        trace,
+    };
+    t.consume(live, &Sample::Http(&sample));
+}
+
 async fn started() -> Telemetry {
     let t = Telemetry::start(TelemetryConfig {
         run_id: "r1".into(),
@@ -52,26 +92,74 @@ async fn started() -> Telemetry {
     .unwrap();
     let l = labels();
     t.test_started(&l, "smoke");
-    t.record_http(&l, "GET", "/api/vms/{id}", 200, None, 0.042, Some(TRACE));
-    t.record_http(&l, "GET", "/api/vms/{id}", 200, None, 0.003, None);
-    t.record_http(
-        &l,
-        "POST",
-        "/api/vms",
-        0,
-        Some(ErrorKind::Connect),
-        1.5,
+    let vu = t.vu_series(&l);
+    let k6 = MetricId(0); // the k6 side is not consumed here
+    http(
+        &t,
+        &vu,
+        "GET",
+        "/api/vms/{id}",
+        200,
         None,
+        0.042,
+        Some(TRACE),
     );
-    t.record_check(&l, "status is 200", true);
-    t.record_check(&l, "status is 200", false);
-    t.record_vus(&l, 10, 20);
-    t.record_iteration(&t.vu_series(&l), 0.25, None);
-    t.record_ws_active(&l, 3);
-    t.record_ws_active(&l, -1);
-    t.record_migration(&l, "completed", Some(12.0), None);
-    t.record_db(&l, "postgresql", "SELECT", "vms", None, 0.002, None);
-    t.record_db_pool(&l, Some(0.0001), 3, 2);
+    http(&t, &vu, "GET", "/api/vms/{id}", 200, None, 0.003, None);
+    let connect = Some(ErrorKind::Connect);
+    http(&t, &vu, "POST", "/api/vms", 0, connect, 1.5, None);
+    let samples = [
+        Sample::Check {
+            name: "status is 200",
+            ok: true,
+        },
+        Sample::Check {
+            name: "status is 200",
+            ok: false,
+        },
+        Sample::Vus {
+            active: 10,
+            max: 20,
+        },
+        Sample::Iteration {
+            duration: Duration::from_millis(250),
+            corrected: None,
+            trace: None,
+        },
+        Sample::WsOpen {
+            gauge: k6,
+            open: 3.0,
+            delta: 3,
+        },
+        Sample::WsOpen {
+            gauge: k6,
+            open: 2.0,
+            delta: -1,
+        },
+        Sample::Migration {
+            result: "completed",
+            counter: k6,
+            duration: Some((k6, 12_000.0)),
+            trace: None,
+        },
+        Sample::Db(&DbSample {
+            system: "postgresql",
+            operation: "SELECT",
+            collection: "vms",
+            error: None,
+            seconds: 0.002,
+            trace: None,
+            counted_as: None,
+        }),
+        Sample::DbPool {
+            acquire: k6,
+            seconds: 0.0001,
+            idle: 3,
+            in_use: 2,
+        },
+    ];
+    for s in &samples {
+        t.consume(&vu, s);
+    }
     t
 }
 

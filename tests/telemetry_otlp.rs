@@ -11,7 +11,9 @@ mod dead_collector;
 
 use dead_collector::{Behaviour, DeadCollector};
 use novaload::error::ErrorKind;
-use novaload::telemetry::{AttrValue, RunLabels, SpanKind, Telemetry, TelemetryConfig};
+use novaload::metrics::{HttpSample, Sample, Tags};
+use novaload::net::http::Timings;
+use novaload::telemetry::{AttrValue, LiveSeries, RunLabels, SpanKind, Telemetry, TelemetryConfig};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -157,6 +159,7 @@ async fn exercise(
     .await
     .unwrap();
     let l = labels();
+    let vu = t.vu_series(&l);
     let mut trace_ids = Vec::new();
     for i in 0..20 {
         let iter = t.iteration_span(&l, 1, i);
@@ -167,12 +170,25 @@ async fn exercise(
             &[("url.template", AttrValue::Static("/api/vms"))],
         );
         let trace = req.sampled_trace_id();
-        t.record_http(&l, "GET", "/api/vms", 200, None, 0.01, trace.as_deref());
+        http(
+            &t,
+            &vu,
+            "GET",
+            "/api/vms",
+            200,
+            None,
+            0.01,
+            trace.as_deref(),
+        );
         trace_ids.extend(trace.map(|t| t.to_string()));
         req.end(None);
         iter.end(None);
     }
-    t.record_check(&l, "status is 200", true);
+    let check = Sample::Check {
+        name: "status is 200",
+        ok: true,
+    };
+    t.consume(&vu, &check);
     // Let at least one periodic metric export happen before shutdown's final one.
     tokio::time::sleep(Duration::from_millis(700)).await;
     (t.shutdown().await, trace_ids)
@@ -231,13 +247,15 @@ async fn dead_collector(protocol: &str) {
     .await
     .unwrap();
     let l = labels();
+    let vu = t.vu_series(&l);
     let t0 = Instant::now();
     for i in 0..20_000u64 {
         let iter = t.iteration_span(&l, 1, i);
         let req = t.child_span(&iter, "GET /api/vms", SpanKind::Client, &[]);
         let err = (i % 10 == 0).then_some(ErrorKind::Connect);
-        t.record_http(
-            &l,
+        http(
+            &t,
+            &vu,
             "GET",
             "/api/vms",
             200,
@@ -293,4 +311,41 @@ async fn dead_collector_grpc_never_blocks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_collector_http_never_blocks() {
     dead_collector("http/protobuf").await;
+}
+
+/// One HTTP request as `Vu::request` records it on the sample stream (the live side only:
+/// `Telemetry::consume`).
+#[allow(clippy::too_many_arguments)]
+fn http(
+    t: &Telemetry,
+    live: &LiveSeries,
+    method: &str,
+    template: &str,
+    status: u16,
+    error: Option<ErrorKind>,
+    seconds: f64,
+    trace: Option<&str>,
+) {
+    let tags = Tags {
+        method: Some(method.into()),
+        status: Some(status),
+        expected_response: Some((200..400).contains(&status) && error.is_none()),
+        error_kind: error,
+        ..Tags::default()
+    };
+    let timings = Timings {
+        duration: seconds * 1000.0,
+        ..Timings::default()
+    };
+    let sample = HttpSample {
+        tags: &tags,
+        template,
+        timings: &timings,
+        bytes_sent: 0,
+        bytes_received: 0,
+        body_truncated: false,
+        corrected_ms: None,
+        trace,
+    };
+    t.consume(live, &Sample::Http(&sample));
 }
