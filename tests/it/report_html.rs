@@ -4,8 +4,7 @@
 //! escaped; a screenshot is saved to tests/artifacts/report.png. A canary page proves the
 //! network and console detectors fire. Without Chromium: skipped, or failed when `CI` is set.
 
-#[path = "support/http_server.rs"]
-mod http_server;
+use crate::support::http_server;
 
 use novaload::cli::RunArgs;
 use novaload::report::Verdict;

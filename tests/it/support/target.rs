@@ -1,6 +1,6 @@
 //! Helpers shared by the `target_*` integration tests: database backends (SQLite, and a fresh
 //! PostgreSQL database per test from `NOVALOAD_TEST_POSTGRES_URL`), server start-up and a
-//! tiny HTTP client. Included with `#[path = "common/target.rs"] mod common;`.
+//! tiny HTTP client (`use crate::support::target::*`).
 #![allow(dead_code)]
 
 use bytes::Bytes;

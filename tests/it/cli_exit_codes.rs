@@ -1,8 +1,7 @@
 //! The binary's contract: exit codes per verdict, bad input exits 2 with a message naming the
 //! field and the fix (and writes nothing), Ctrl-C writes partial results and exits 105.
 
-#[path = "support/http_server.rs"]
-mod http_server;
+use crate::support::http_server;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

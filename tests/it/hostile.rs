@@ -7,8 +7,7 @@
 //!
 //! Exit codes: 0 PASS, 2 bad input (refused before anything starts), 3 WARNING, 99 FAIL.
 
-#[path = "support/hostile_server.rs"]
-mod hostile_server;
+use crate::support::hostile_server;
 
 use hostile_server::{Behaviour, HostileServer};
 use std::io::Read;
@@ -127,7 +126,7 @@ fn novaload(args: &[&str]) -> Run {
         peak_rss_kib,
         out,
     };
-    // HOSTILE_VERBOSE=1 cargo test --test hostile -- --nocapture: every run's outcome, for
+    // HOSTILE_VERBOSE=1 cargo test --test it hostile:: -- --nocapture: every run's outcome, for
     // checking that passing cases pass for the right reason
     if std::env::var_os("HOSTILE_VERBOSE").is_some() {
         eprintln!("{}", run.context());

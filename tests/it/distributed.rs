@@ -1,8 +1,7 @@
 //! Distributed runs: the same scenario as one process and as three segments, merged exactly;
 //! merge refusals; `--local-workers` through the real binary.
 
-#[path = "support/http_server.rs"]
-mod http_server;
+use crate::support::http_server;
 
 use novaload::cli::RunArgs;
 use novaload::error::ErrorKind;

@@ -1,6 +1,6 @@
 //! SUMMARY.md's layout is a contract people read and diff: a snapshot of a deterministic
 //! summary (fixed values, fixed time) catches unintended changes. Update deliberately with
-//! `INSTA_UPDATE=always cargo test --test summary_snapshot` and review the diff.
+//! `INSTA_UPDATE=always cargo test --test it summary_snapshot` and review the diff.
 
 use chrono::TimeZone;
 use novaload::metrics::{Contains, MetricKind, Recorder, Registry, Tags, builtin};
@@ -109,5 +109,15 @@ fn summary_md_layout() {
     let s = summary();
     // p(99)<30 is a missed warning, http_req_failed 2 % a missed critical: FAIL
     assert_eq!(s.verdict, novaload::report::Verdict::Fail);
-    insta::assert_snapshot!(markdown::render(&[s]));
+    // The snapshot stays at tests/snapshots/summary_snapshot__summary_md_layout.snap, where
+    // it was when this was its own test binary (insta would otherwise prefix the module path).
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        insta::assert_snapshot!(
+            "summary_snapshot__summary_md_layout",
+            markdown::render(&[s])
+        )
+    });
 }

@@ -1,12 +1,9 @@
 //! WebSocket endpoints of `novaload target` over real sockets: the realtime protocol of the
 //! upstream WS test, the DWCP migration stream, the canonical metrics stream, auth, drops and
 //! trace context in JSON messages.
-#[path = "common/target.rs"]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::target::*;
 use futures_util::{SinkExt, StreamExt};
 use novaload::novacron::TargetArgs;
 use novaload::novacron::auth::sign_hs256;

@@ -1,11 +1,8 @@
 //! DWCP v3 REST surface of `novaload target` on SQLite and PostgreSQL: version, migrations
 //! walking every phase to `completed` with no data loss, failures, listing, stats, metrics.
-#[path = "common/target.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::target::*;
 use novaload::novacron::TargetArgs;
 use novaload::novacron::vm_migration::PHASES;
 use serde_json::{Value, json};

@@ -3,13 +3,10 @@
 //! `--header-read-timeout`, idle keep-alive connections after `--idle-timeout`, while a normal
 //! keep-alive client and WebSockets are left alone; JWTs need `exp`, honour `nbf`, and the
 //! `Bearer` scheme is case-insensitive.
-#[path = "common/target.rs"]
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::support::target::*;
 use futures_util::{SinkExt, StreamExt};
 use novaload::novacron::TargetArgs;
 use novaload::novacron::auth::sign_hs256;

@@ -3,8 +3,7 @@
 //! `<failure>`s carrying the measured value, the limit and the top failure reason; a run that
 //! measured nothing fails its `run` case.
 
-#[path = "support/http_server.rs"]
-mod http_server;
+use crate::support::http_server;
 
 use novaload::cli::RunArgs;
 use novaload::report::Verdict;

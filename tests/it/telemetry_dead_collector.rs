@@ -3,10 +3,8 @@
 //! be read) still passes, prints no panic, ends within its duration plus the telemetry shutdown
 //! budget, and its summary's telemetry section reports what failed and was dropped.
 
-#[path = "support/dead_collector.rs"]
-mod dead_collector;
-#[path = "support/http_server.rs"]
-mod http_server;
+use crate::support::dead_collector;
+use crate::support::http_server;
 
 use dead_collector::{Behaviour, DeadCollector};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,7 @@
 //! Engine integration tests: executors against a real HTTP server on port 0, coordinated-
 //! omission correction, thresholds → verdicts, results files, Ctrl-C partial results.
 
-#[path = "support/http_server.rs"]
-mod http_server;
+use crate::support::http_server;
 
 use novaload::cli::RunArgs;
 use novaload::report::Verdict;

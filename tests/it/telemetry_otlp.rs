@@ -6,8 +6,7 @@
 //! The rotel binary: `$NOVALOAD_TEST_ROTEL`, else `rotel-agent` on PATH, else inside the
 //! installed Python package. Missing: the test fails under CI (`CI` set), else it is skipped.
 
-#[path = "support/dead_collector.rs"]
-mod dead_collector;
+use crate::support::dead_collector;
 
 use dead_collector::{Behaviour, DeadCollector};
 use novaload::error::ErrorKind;

@@ -730,7 +730,7 @@ fn rss_kib() -> u64 {
 
 /// Opens `NOVALOAD_WS_MEM_CONNS` (default 2,000) idle sessions against a server in another
 /// process and reports client RSS per connection. Run:
-/// `cargo test --test ws_workload memory_per_idle_connection -- --ignored --nocapture`
+/// `cargo test --test it ws_workload::memory_per_idle_connection -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: opens thousands of connections"]
 async fn memory_per_idle_connection() {
@@ -743,7 +743,7 @@ async fn memory_per_idle_connection() {
         .args([
             "--ignored",
             "--exact",
-            "memory_server_process",
+            "ws_workload::memory_server_process",
             "--nocapture",
         ])
         .env("NOVALOAD_WS_MEM_SERVER", "1")

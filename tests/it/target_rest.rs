@@ -1,12 +1,9 @@
 //! REST surface of `novaload target` over real HTTP, on SQLite and PostgreSQL: every route the
 //! upstream API and DB tests call, the 400/404/204 contract, JWT auth, faults, `/metrics` and
 //! server spans.
-#[path = "common/target.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::target::*;
 use novaload::novacron::{TargetArgs, Workers, auth::sign_hs256};
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
@@ -530,7 +527,7 @@ async fn faults_latency_errors_and_stalls() {
 
 #[tokio::test]
 async fn invalid_arguments_are_rejected_with_the_flag_named() {
-    // several workers without a database share a temporary SQLite file (tests/target_workers.rs)
+    // several workers without a database share a temporary SQLite file (tests/it/target_workers.rs)
     let mut a = TargetArgs::embedded();
     a.workers = Workers::Count(2);
     assert!(a.validate().is_ok());
