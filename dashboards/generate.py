@@ -4,7 +4,7 @@
 The JSON files are the product (Grafana provisions them as they are); this script is how they
 are written, so that every panel uses the same datasource uids, variables and label filters.
 Edit here, run `python3 dashboards/generate.py`, commit both. `--check` exits 1 when a JSON
-file differs from what this script writes (tests/observability_files.rs runs it).
+file differs from what this script writes (tests/it/observability_files.rs runs it).
 
 Only metric names and labels from src/telemetry/names.rs, plus the recording rules of
 alerts/novaload-rules.yml, may appear in queries (the test checks that too).

