@@ -573,7 +573,7 @@ async fn a_pool_of_zero_is_a_config_error_naming_the_flag() {
     let out = tempfile::tempdir().unwrap();
     let mut a = direct_args("postgres://u@127.0.0.1:1/x", out.path());
     a.pool_size = Some(0);
-    let e = session::plan(&a, None).err().expect("config error");
+    let e = novaload::config::resolve(a.clone()).err().expect("config error");
     let msg = e.to_string();
     assert!(
         msg.contains("--pool-size") && msg.contains("1 or more"),
@@ -588,7 +588,7 @@ async fn an_sql_mix_without_direct_mode_is_a_config_error() {
     a.database_url = None;
     a.db_mode = None;
     a.db_mix = DbMixArg::ReadWrite;
-    let e = session::plan(&a, None).err().expect("config error");
+    let e = novaload::config::resolve(a.clone()).err().expect("config error");
     let msg = e.to_string();
     assert!(
         msg.contains("--db-mix") && msg.contains("--db-mode direct"),
@@ -596,7 +596,7 @@ async fn an_sql_mix_without_direct_mode_is_a_config_error() {
     );
     // the upstream mix through the API stays valid
     a.db_mix = DbMixArg::Upstream;
-    assert!(session::plan(&a, None).is_ok());
+    assert!(novaload::config::resolve(a.clone()).is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -747,7 +747,7 @@ async fn direct_mode_without_a_url_is_a_config_error() {
     let out = tempfile::tempdir().unwrap();
     let mut a = direct_args("", out.path());
     a.database_url = None;
-    let e = session::plan(&a, None).err().expect("config error");
+    let e = novaload::config::resolve(a.clone()).err().expect("config error");
     let msg = e.to_string();
     assert!(
         msg.contains("--database-url") && msg.contains("DATABASE_URL"),
