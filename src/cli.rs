@@ -3,6 +3,7 @@
 //! Precedence: flag > environment > scenario file > profile > default.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -15,11 +16,16 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More log output on stderr: -v shows debug events, -vv trace events (`RUST_LOG`, e.g.
+    /// `RUST_LOG=novaload=debug`, overrides). Warnings are always shown.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a test: one of the NovaCron workloads, `all`, a `--url`, or a `--scenario` file.
+    /// Run a test: one of the NovaCron workloads (docs/NOVACRON-SUITE.md), `all`, a `--url`,
+    /// or a `--scenario` file.
     Run(Box<RunArgs>),
     /// Start the NovaCron-compatible reference server.
     Target(Box<crate::novacron::TargetArgs>),
@@ -31,6 +37,10 @@ pub enum Command {
     MetricsReference,
     /// Merge the results folders of distributed shards (segments) into one, exactly.
     Merge(MergeArgs),
+    /// A local worker of `run --local-workers`: reads its resolved run configuration (JSON,
+    /// secrets included) from stdin. Started by novaload itself, never by hand.
+    #[command(hide = true)]
+    Worker,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -73,18 +83,18 @@ pub struct CompareArgs {
 }
 
 /// How the db test reaches the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum DbMode {
-    /// spec §1.4 through the REST API
+    /// the upstream mix through the REST API (docs/NOVACRON-SUITE.md#db)
     Api,
     /// the same mix as SQL through a sqlx PostgreSQL pool (--database-url)
     Direct,
 }
 
 /// `--db-mix`: which statements a direct-mode iteration runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 pub enum DbMixArg {
-    /// spec §1.4's mix with its think times
+    /// the upstream mix with its think times (docs/NOVACRON-SUITE.md#db)
     #[default]
     Upstream,
     /// one primary-key SELECT per iteration, no think time (compare with `pgbench -S`)
@@ -94,21 +104,23 @@ pub enum DbMixArg {
 }
 
 /// Which test to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum TestName {
-    /// REST API workload (spec §1.1)
+    /// REST API workload (docs/NOVACRON-SUITE.md#api)
     Api,
-    /// DWCP v3 migration workload (spec §1.2)
+    /// DWCP v3 migration workload (docs/NOVACRON-SUITE.md#dwcp)
     Dwcp,
-    /// WebSocket realtime workload (spec §1.3)
+    /// WebSocket realtime workload (docs/NOVACRON-SUITE.md#ws)
     Ws,
-    /// Database workload (spec §1.4)
+    /// Database workload (docs/NOVACRON-SUITE.md#db)
     Db,
     /// All four, one results folder
     All,
 }
 
-#[derive(Args, Debug, Clone, Default)]
+/// The flags of `novaload run`, as given (environment variables applied by clap). Turned into
+/// a validated [`crate::config::RunConfig`] by [`crate::config::resolve`].
+#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunArgs {
     /// The test to run. Omit it with --url (quick mode) or --scenario (runs the quick-mode URL
     /// or the api workload, see README).

@@ -9,12 +9,12 @@ pub mod config;
 pub mod distributed;
 pub mod duration;
 pub mod error;
+pub mod logging;
 pub mod merge;
 pub mod metrics;
 pub mod net;
 pub mod novacron;
 pub mod plan;
-pub mod profile;
 pub mod progress;
 pub mod report;
 pub mod results;
@@ -47,29 +47,18 @@ pub mod exit {
 pub async fn run(cli: cli::Cli) -> i32 {
     match cli.command {
         cli::Command::Run(args) => {
-            if let Err(e) = session::check_capacity(&args) {
-                return report_error(&anyhow::Error::new(e));
-            }
-            let stops = session::Stops::from_signals();
-            let outcome = match distributed::local_workers(&args) {
-                Some(n) => distributed::run_local(*args, n, stops).await,
-                None => session::run(*args, stops).await,
+            let cfg = match config::resolve(*args) {
+                Ok(c) => c,
+                Err(e) => return report_error(&anyhow::Error::new(e)),
             };
-            match outcome {
-                Ok(o) => {
-                    eprintln!(
-                        "novaload: results in {} — verdict {}",
-                        o.results_dir.display(),
-                        o.verdict.emoji()
-                    );
-                    if o.interrupted {
-                        exit::INTERRUPTED
-                    } else {
-                        verdict_code(o.verdict)
-                    }
-                }
-                Err(e) => report_error(&e),
-            }
+            outcome_code(execute(cfg, session::Stops::from_signals()).await)
+        }
+        cli::Command::Worker => {
+            let cfg = match read_worker_config() {
+                Ok(c) => c,
+                Err(e) => return report_error(&e),
+            };
+            outcome_code(session::run_config(cfg, session::Stops::from_signals()).await)
         }
         cli::Command::Target(args) => match novacron::run(*args).await {
             Ok(()) => exit::PASS,
@@ -114,6 +103,47 @@ pub async fn run(cli: cli::Cli) -> i32 {
             print!("{}", telemetry::metrics_reference_markdown());
             exit::PASS
         }
+    }
+}
+
+/// Runs a resolved configuration: in this process, or split over local worker processes.
+pub async fn execute(
+    cfg: config::RunConfig,
+    stops: session::Stops,
+) -> anyhow::Result<session::Outcome> {
+    match cfg.resolved.local_workers {
+        Some(n) => distributed::run_local(cfg, n, stops).await,
+        None => session::run_config(cfg, stops).await,
+    }
+}
+
+/// A local worker's configuration, sent by its parent on stdin.
+fn read_worker_config() -> anyhow::Result<config::RunConfig> {
+    use anyhow::Context;
+    use std::io::Read;
+    let mut json = String::new();
+    std::io::stdin()
+        .read_to_string(&mut json)
+        .context("reading the worker configuration from stdin")?;
+    config::RunConfig::from_worker_json(&json)
+}
+
+/// The exit code of a run, after saying where its results are.
+fn outcome_code(outcome: anyhow::Result<session::Outcome>) -> i32 {
+    match outcome {
+        Ok(o) => {
+            eprintln!(
+                "novaload: results in {} — verdict {}",
+                o.results_dir.display(),
+                o.verdict.emoji()
+            );
+            if o.interrupted {
+                exit::INTERRUPTED
+            } else {
+                verdict_code(o.verdict)
+            }
+        }
+        Err(e) => report_error(&e),
     }
 }
 

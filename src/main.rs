@@ -6,6 +6,7 @@ const PANICS_PRINTED: usize = 3;
 
 fn main() {
     let cli = novaload::cli::Cli::parse();
+    novaload::logging::init(cli.verbose);
     let default_hook = std::panic::take_hook();
     let printed = std::sync::atomic::AtomicUsize::new(0);
     std::panic::set_hook(Box::new(move |info| {

@@ -154,3 +154,29 @@ fn order_of(p: &Path) -> (usize, String) {
         .unwrap_or(9);
     (rank, n)
 }
+
+/// `--results-dir`: exactly this folder (created), which must not hold results yet.
+pub fn exact_results_dir(d: &Path) -> Result<PathBuf, ConfigError> {
+    let fix = "give an empty or new folder";
+    std::fs::create_dir_all(d).map_err(|e| {
+        ConfigError::new(
+            "--results-dir",
+            format!("cannot create {}: {e}", d.display()),
+            fix,
+        )
+    })?;
+    let used = std::fs::read_dir(d)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with("_summary.json"))
+        })
+        .unwrap_or(false);
+    if used {
+        return Err(ConfigError::new(
+            "--results-dir",
+            format!("{} already holds results", d.display()),
+            fix,
+        ));
+    }
+    Ok(d.to_path_buf())
+}
