@@ -119,7 +119,7 @@ pub enum TestName {
 }
 
 /// The flags of `novaload run`, as given (environment variables applied by clap). Turned into
-/// a validated [`crate::config::RunConfig`] by [`crate::config::resolve`].
+/// a validated `RunConfig` by `config::resolve` (src/config/).
 #[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunArgs {
     /// The test to run. Omit it with --url (quick mode) or --scenario (runs the quick-mode URL

@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A run, resolved and validated: what [`crate::session`] runs.
+/// A run, resolved and validated: what a session runs.
 ///
 /// Serialised (for local workers) are only the inputs: `args`, `env` and `scenario_file`;
 /// every other field is derived from them by the same code in the parent and in a worker.
@@ -150,7 +150,7 @@ pub fn resolve(mut args: RunArgs) -> Result<RunConfig, ConfigError> {
 }
 
 impl RunConfig {
-    /// A worker's configuration, as [`crate::distributed`] sends it: the parent's inputs
+    /// A worker's configuration, as the local-workers runner sends it: the parent's inputs
     /// with the worker's own segment, run id, results folder, start time and endpoints.
     pub fn to_worker_json(&self, worker: WorkerOverrides) -> anyhow::Result<String> {
         let mut args = self.args.clone();
