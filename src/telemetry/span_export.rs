@@ -10,12 +10,11 @@
 //! blocked: a full queue drops (and counts) new spans.
 
 use super::cutoff::{self, Cutoff, CutoffSender};
-use super::trace::{self, SpanQueue, pb};
+use super::otlp::{ExportFuture, Framing, OtlpSink};
+use super::span_record::{self, SpanQueue};
 use bytes::Bytes;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -73,62 +72,6 @@ pub struct QueueConfig {
 
 /// OTLP receivers refuse gRPC messages over 4 MiB by default: requests stay under this.
 const MAX_REQUEST_BYTES: usize = 3 << 20;
-
-type ExportFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
-
-/// Where export requests go: a whole `ExportTraceServiceRequest` (or, for the histogram
-/// exporter, `ExportMetricsServiceRequest`: the same framing, see [`Framing`]).
-pub trait OtlpSink: Send + 'static {
-    fn export(&mut self, request: Bytes) -> ExportFuture<'_>;
-}
-
-/// The resource and scope of every request, encoded once. Traces and metrics share the shape:
-/// request{1: resource_x{1: resource, 2: scope_x{1: scope, 2: items...}}}.
-pub struct Framing {
-    /// `ResourceSpans.resource` field.
-    resource: Vec<u8>,
-    /// `ScopeSpans.scope` field.
-    scope: Vec<u8>,
-}
-
-impl Framing {
-    pub fn new(resource: &Resource, scope_name: &str, scope_version: &str) -> Self {
-        let mut attrs = Vec::new();
-        for (k, v) in resource.iter() {
-            let v = match v {
-                opentelemetry::Value::Bool(b) => super::AttrValue::Bool(*b),
-                opentelemetry::Value::I64(i) => super::AttrValue::I64(*i),
-                opentelemetry::Value::F64(f) => super::AttrValue::F64(*f),
-                other => super::AttrValue::Str(other.to_string()),
-            };
-            pb::put_kv(&mut attrs, 1, k.as_str(), &v);
-        }
-        let mut resource = Vec::new();
-        pb::put_bytes(&mut resource, 1, &attrs);
-        let mut body = Vec::new();
-        pb::put_bytes(&mut body, 1, scope_name.as_bytes());
-        pb::put_bytes(&mut body, 2, scope_version.as_bytes());
-        let mut scope = Vec::new();
-        pb::put_bytes(&mut scope, 1, &body);
-        Self { resource, scope }
-    }
-
-    /// `ExportTraceServiceRequest { resource_spans: [{ resource, scope_spans: [{ scope, spans }] }] }`
-    /// (`spans` already encoded as field-2 entries; likewise for metrics).
-    pub fn request(&self, spans: &[u8]) -> Bytes {
-        let scope_spans = self.scope.len() + spans.len();
-        let resource_spans = self.resource.len() + pb::msg_len(2, scope_spans);
-        let mut out = Vec::with_capacity(pb::msg_len(1, resource_spans));
-        pb::put_tag(&mut out, 1, pb::LEN);
-        pb::put_varint(&mut out, resource_spans as u64);
-        out.extend_from_slice(&self.resource);
-        pb::put_tag(&mut out, 2, pb::LEN);
-        pb::put_varint(&mut out, scope_spans as u64);
-        out.extend_from_slice(&self.scope);
-        out.extend_from_slice(spans);
-        Bytes::from(out)
-    }
-}
 
 enum Control {
     /// Drain until the deadline, then say so on the channel and stop.
@@ -289,7 +232,7 @@ impl Worker {
         let parts = if taken <= self.cfg.max_batch && buf.len() <= MAX_REQUEST_BYTES {
             vec![(0, buf.len(), taken)]
         } else {
-            trace::chunks(buf, self.cfg.max_batch, MAX_REQUEST_BYTES)
+            span_record::chunks(buf, self.cfg.max_batch, MAX_REQUEST_BYTES)
         };
         for (start, end, count) in parts {
             let now = Instant::now();
@@ -314,132 +257,6 @@ impl Worker {
                 }
             };
         }
-    }
-}
-
-/// gRPC method of OTLP trace export.
-pub const GRPC_TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-/// gRPC method of OTLP metric export.
-pub const GRPC_METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-
-/// OTLP over gRPC: the request bytes go out as they are (tonic frames them).
-pub struct GrpcSink {
-    client: tonic::client::Grpc<tonic::transport::Channel>,
-    method: &'static str,
-}
-
-impl GrpcSink {
-    pub fn new(url: &str, method: &'static str, timeout: Duration) -> anyhow::Result<Self> {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
-            .map_err(|e| anyhow::anyhow!("invalid OTLP endpoint {url:?}: {e}"))?
-            .timeout(timeout)
-            .connect_timeout(timeout);
-        Ok(Self {
-            client: tonic::client::Grpc::new(endpoint.connect_lazy()),
-            method,
-        })
-    }
-}
-
-impl OtlpSink for GrpcSink {
-    fn export(&mut self, request: Bytes) -> ExportFuture<'_> {
-        Box::pin(async move {
-            self.client
-                .ready()
-                .await
-                .map_err(|e| format!("connecting: {e}"))?;
-            let path = http::uri::PathAndQuery::from_static(self.method);
-            self.client
-                .unary::<Bytes, Bytes, RawCodec>(tonic::Request::new(request), path, RawCodec)
-                .await
-                .map(|_| ())
-                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-        })
-    }
-}
-
-/// A gRPC codec for bytes that are already a protobuf message.
-#[derive(Clone, Copy)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        use bytes::BufMut as _;
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Bytes>, tonic::Status> {
-        use bytes::Buf as _;
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
-/// OTLP over HTTP/protobuf, POSTed with the VU HTTP client (keep-alive, one timeout).
-pub struct HttpSink {
-    url: url::Url,
-    client: crate::net::http::HttpClient,
-}
-
-impl HttpSink {
-    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let url = url::Url::parse(url)
-            .map_err(|e| anyhow::anyhow!("invalid OTLP endpoint {url:?}: {e}"))?;
-        let tls = if url.scheme() == "https" {
-            Some(crate::net::http::TlsSettings::new(None, false)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            url,
-            client: crate::net::http::HttpClient::new(tls, timeout),
-        })
-    }
-}
-
-impl OtlpSink for HttpSink {
-    fn export(&mut self, request: Bytes) -> ExportFuture<'_> {
-        Box::pin(async move {
-            let headers = [(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/x-protobuf"),
-            )];
-            let r = self
-                .client
-                .send(http::Method::POST, &self.url, &headers, Some(request))
-                .await;
-            match (r.error, r.status) {
-                (Some((_, e)), _) => Err(e),
-                (None, 200..=299) => Ok(()),
-                (None, s) => Err(format!("HTTP {s} from {}", self.url)),
-            }
-        })
     }
 }
 
@@ -560,7 +377,7 @@ mod decode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::trace::{Kind, SpanAttrs, SpanName, SpanStart, Tracer};
+    use crate::telemetry::span_record::{Kind, SpanAttrs, SpanName, SpanStart, Tracer};
     use std::sync::Arc;
 
     /// Records how many spans each export request carried.
