@@ -194,3 +194,109 @@ fn report_error(e: &anyhow::Error) -> i32 {
     eprintln!("novaload: error: {e:#}");
     exit::ERROR
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// The top-level modules each top-level module names in code (`crate::x`, `use crate::{x, …}`).
+    fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+        fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    files(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut all = Vec::new();
+        files(&src, &mut all);
+        let module_of = |p: &Path| {
+            let rel = p.strip_prefix(&src).unwrap();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            first.trim_end_matches(".rs").to_string()
+        };
+        let modules: BTreeSet<String> = all.iter().map(|p| module_of(p)).collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for p in &all {
+            let from = module_of(p);
+            let text = std::fs::read_to_string(p).unwrap();
+            let code: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let mut named = BTreeSet::new();
+            for (i, _) in code.match_indices("crate::") {
+                let rest = &code[i + "crate::".len()..];
+                if let Some(group) = rest.strip_prefix('{') {
+                    let group = &group[..group.find('}').unwrap_or(group.len())];
+                    for item in group.split(',') {
+                        named.insert(item.trim().split("::").next().unwrap_or("").to_string());
+                    }
+                } else {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    named.insert(name);
+                }
+            }
+            let edges = graph.entry(from.clone()).or_default();
+            edges.extend(
+                named
+                    .into_iter()
+                    .filter(|n| modules.contains(n) && *n != from),
+            );
+        }
+        graph
+    }
+
+    #[test]
+    fn module_graph_has_no_cycles() {
+        let graph = module_graph();
+        assert!(graph.contains_key("session") && graph["session"].contains("runner"));
+        // depth-first search; a module met again while still on the path closes a cycle
+        fn visit(
+            m: &str,
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(i) = path.iter().position(|p| p == m) {
+                let mut cycle = path[i..].to_vec();
+                cycle.push(m.to_string());
+                return Some(cycle);
+            }
+            if !done.insert(m.to_string()) {
+                return None;
+            }
+            path.push(m.to_string());
+            for next in graph.get(m).into_iter().flatten() {
+                if let Some(c) = visit(next, graph, path, done) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        for m in graph.keys() {
+            let cycle = visit(m, &graph, &mut Vec::new(), &mut done);
+            assert!(
+                cycle.is_none(),
+                "import cycle: {}",
+                cycle.unwrap().join(" -> ")
+            );
+        }
+    }
+}
