@@ -120,7 +120,15 @@ pub async fn execute(
 /// A local worker's configuration, sent by its parent on stdin.
 fn read_worker_config() -> anyhow::Result<config::RunConfig> {
     use anyhow::Context;
-    use std::io::Read;
+    use std::io::{IsTerminal, Read};
+    if std::io::stdin().is_terminal() {
+        return Err(error::ConfigError::new(
+            "worker",
+            "a local worker reads its configuration from a pipe, and stdin is a terminal",
+            "run `novaload run --local-workers N …`, which starts its workers itself",
+        )
+        .into());
+    }
     let mut json = String::new();
     std::io::stdin()
         .read_to_string(&mut json)
