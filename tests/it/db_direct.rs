@@ -4,18 +4,21 @@
 //! password never reaches results or logs, and statements carry the span's `traceparent` as a
 //! sqlcommenter comment the server really receives.
 
+use crate::support::postgres::TestDb;
+use crate::support::runs::Run;
+use crate::support::spans::{Keep, attr};
 use novaload::cli::{DbMixArg, DbMode, RunArgs, TestName};
-use novaload::metrics::{Agg, Registry, Snapshot, builtin};
+use novaload::metrics::Registry;
 use novaload::plan::{Executor, Scenario};
-use novaload::runner::{self, RunOutcome, TestRun};
+use novaload::runner::{self, TestRun};
 use novaload::session::{self, Stops};
 use novaload::telemetry::{Telemetry, TelemetryConfig};
 use novaload::workload::ClientSettings;
 use novaload::workload::db_direct::{ConnHold, DbDirectWorkload, DbMix, sql};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData, SpanExporter};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use opentelemetry_sdk::trace::SpanData;
+use sqlx::Connection;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -43,121 +46,7 @@ const CHECKS: [&str; 18] = [
 
 /// The admin URL, or None (skip) when unset outside CI.
 fn admin_url() -> Option<String> {
-    match std::env::var("NOVALOAD_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!("NOVALOAD_TEST_POSTGRES_URL not set: run scripts/test.sh");
-            }
-            eprintln!("skip: NOVALOAD_TEST_POSTGRES_URL not set (run scripts/test.sh)");
-            None
-        }
-    }
-}
-
-/// A throwaway database, optionally owned by a fresh role with a password.
-struct Db {
-    admin: String,
-    name: String,
-    role: Option<String>,
-    url: String,
-}
-
-impl Db {
-    async fn create(admin: &str, password: Option<&str>) -> Db {
-        let name = format!("novaload_dbd_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(admin).await.expect("admin connect");
-        let mut url = url::Url::parse(admin).unwrap();
-        let role = match password {
-            Some(pw) => {
-                let role = format!("{name}_role");
-                sqlx::query(AssertSqlSafe(format!(
-                    "CREATE ROLE {role} LOGIN PASSWORD '{pw}'"
-                )))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-                url.set_username(&role).unwrap();
-                url.set_password(Some(pw)).unwrap();
-                Some(role)
-            }
-            None => None,
-        };
-        let owner = role
-            .as_ref()
-            .map(|r| format!(" OWNER {r}"))
-            .unwrap_or_default();
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}{owner}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.ok();
-        url.set_path(&format!("/{name}"));
-        Db {
-            admin: admin.into(),
-            name,
-            role,
-            url: url.to_string(),
-        }
-    }
-
-    /// A superuser connection to this database.
-    async fn conn(&self) -> PgConnection {
-        let mut u = url::Url::parse(&self.admin).unwrap();
-        u.set_path(&format!("/{}", self.name));
-        PgConnection::connect(u.as_str()).await.unwrap()
-    }
-
-    async fn scalar(&self, q: &str) -> i64 {
-        let mut c = self.conn().await;
-        let v = sqlx::query_scalar(AssertSqlSafe(q.to_string()))
-            .fetch_one(&mut c)
-            .await
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-        c.close().await.ok();
-        v
-    }
-
-    async fn drop_db(self) {
-        if let Ok(mut c) = PgConnection::connect(&self.admin).await {
-            let _ = sqlx::query(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut c)
-            .await;
-            if let Some(r) = &self.role {
-                let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {r}")))
-                    .execute(&mut c)
-                    .await;
-            }
-        }
-    }
-}
-
-struct Run {
-    snap: Snapshot,
-    outcome: RunOutcome,
-}
-
-impl Run {
-    fn get(&self, name: &str, key: &str) -> f64 {
-        let id = self.snap.registry.lookup(name).expect(name);
-        self.snap.metric(id).values(1.0).get(key).unwrap_or(0.0)
-    }
-    /// (passes, fails) of one check.
-    fn check(&self, name: &str) -> (u64, u64) {
-        let (mut p, mut f) = (0, 0);
-        for (tags, agg) in self.snap.series_of(builtin::CHECKS) {
-            if tags.check.as_deref() == Some(name)
-                && let Agg::Rate { passes, fails } = agg
-            {
-                p += passes;
-                f += fails;
-            }
-        }
-        (p, f)
-    }
+    crate::support::postgres::admin_url("this test")
 }
 
 /// `vus` VUs × `iterations` each of the direct workload, think times scaled by `think`.
@@ -207,17 +96,13 @@ async fn run_mix(
             tel.clone(),
         )
     };
-    let outcome = runner::run(Arc::new(w), params).await;
-    Run {
-        snap: outcome.snapshot.clone(),
-        outcome,
-    }
+    Run::from(runner::run(Arc::new(w), params).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_mix_runs_as_sql_on_a_fresh_database() {
     let Some(admin) = admin_url() else { return };
-    let db = Db::create(&admin, None).await;
+    let db = TestDb::create(&admin, None).await;
     let r = run_direct(&db.url, 2, 2, 0.05, &Telemetry::disabled()).await;
     assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
     for c in CHECKS {
@@ -280,7 +165,7 @@ async fn upstream_mix_runs_as_sql_on_a_fresh_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_errors_become_failed_checks_without_aborting() {
     let Some(admin) = admin_url() else { return };
-    let db = Db::create(&admin, None).await;
+    let db = TestDb::create(&admin, None).await;
     let mut c = db.conn().await;
     sqlx::query(
         "CREATE TABLE vms (id VARCHAR(255) PRIMARY KEY, name VARCHAR(255) NOT NULL, \
@@ -320,7 +205,7 @@ async fn sql_errors_become_failed_checks_without_aborting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_errors_are_counted_by_kind_in_the_summary() {
     let Some(admin) = admin_url() else { return };
-    let db = Db::create(&admin, None).await;
+    let db = TestDb::create(&admin, None).await;
     let mut c = db.conn().await;
     sqlx::query(
         "CREATE TABLE vms (id VARCHAR(255) PRIMARY KEY, name VARCHAR(255) NOT NULL, \
@@ -462,7 +347,7 @@ async fn preflight_names_a_missing_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_back_mixes_keep_a_connection_per_vu() {
     let Some(admin) = admin_url() else { return };
-    let db = Db::create(&admin, None).await;
+    let db = TestDb::create(&admin, None).await;
 
     let r = run_mix(
         &db.url,
@@ -573,7 +458,9 @@ async fn a_pool_of_zero_is_a_config_error_naming_the_flag() {
     let out = tempfile::tempdir().unwrap();
     let mut a = direct_args("postgres://u@127.0.0.1:1/x", out.path());
     a.pool_size = Some(0);
-    let e = novaload::config::resolve(a.clone()).err().expect("config error");
+    let e = novaload::config::resolve(a.clone())
+        .err()
+        .expect("config error");
     let msg = e.to_string();
     assert!(
         msg.contains("--pool-size") && msg.contains("1 or more"),
@@ -588,7 +475,9 @@ async fn an_sql_mix_without_direct_mode_is_a_config_error() {
     a.database_url = None;
     a.db_mode = None;
     a.db_mix = DbMixArg::ReadWrite;
-    let e = novaload::config::resolve(a.clone()).err().expect("config error");
+    let e = novaload::config::resolve(a.clone())
+        .err()
+        .expect("config error");
     let msg = e.to_string();
     assert!(
         msg.contains("--db-mix") && msg.contains("--db-mode direct"),
@@ -602,7 +491,7 @@ async fn an_sql_mix_without_direct_mode_is_a_config_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_table_mid_run_records_failures() {
     let Some(admin) = admin_url() else { return };
-    let db = Db::create(&admin, None).await;
+    let db = TestDb::create(&admin, None).await;
     let mut c = db.conn().await;
     let dropper = tokio::spawn(async move {
         // iterations take ~1.1 s at think 0.2: drop during the second
@@ -623,30 +512,64 @@ async fn dropping_the_table_mid_run_records_failures() {
     db.drop_db().await;
 }
 
-/// Captured `tracing` output of this test binary (for the leak check).
-fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        #[derive(Clone)]
-        struct W(Arc<Mutex<Vec<u8>>>);
-        impl Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let w = W(buf.clone());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_writer(move || w.clone())
-            .try_init();
-        buf
-    })
-    .clone()
+/// Captures the `tracing` output (debug and up, every target) of the whole test process while
+/// it lives, for the leak check. The subscriber is process-wide and installed by the first
+/// capture; it records nothing while no capture lives, so the other tests of this binary do not
+/// run with debug logging on.
+struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+static CAPTURES: AtomicUsize = AtomicUsize::new(0);
+
+impl LogCapture {
+    fn start() -> LogCapture {
+        static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+        let buf = BUF
+            .get_or_init(|| {
+                use tracing_subscriber::layer::{Layer, SubscriberExt};
+                use tracing_subscriber::util::SubscriberInitExt;
+                let buf = Arc::new(Mutex::new(Vec::new()));
+                #[derive(Clone)]
+                struct W(Arc<Mutex<Vec<u8>>>);
+                impl Write for W {
+                    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                        self.0.lock().unwrap().extend_from_slice(b);
+                        Ok(b.len())
+                    }
+                    fn flush(&mut self) -> std::io::Result<()> {
+                        Ok(())
+                    }
+                }
+                let w = W(buf.clone());
+                let capturing = tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+                    CAPTURES.load(Ordering::SeqCst) > 0 && *meta.level() <= tracing::Level::DEBUG
+                })
+                .with_max_level_hint(tracing::level_filters::LevelFilter::DEBUG);
+                let _ = tracing_subscriber::registry()
+                    .with(
+                        tracing_subscriber::fmt::layer()
+                            .with_writer(move || w.clone())
+                            .with_filter(capturing),
+                    )
+                    .try_init();
+                buf
+            })
+            .clone();
+        CAPTURES.fetch_add(1, Ordering::SeqCst);
+        LogCapture(buf)
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        CAPTURES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl std::ops::Deref for LogCapture {
+    type Target = Mutex<Vec<u8>>;
+    fn deref(&self) -> &Mutex<Vec<u8>> {
+        &self.0
+    }
 }
 
 fn direct_args(url: &str, out: &std::path::Path) -> RunArgs {
@@ -697,9 +620,9 @@ fn files_contain(dir: &std::path::Path, needle: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_password_never_reaches_results_or_logs() {
     let Some(admin) = admin_url() else { return };
-    let logs = log_buffer();
+    let logs = LogCapture::start();
     let pw = "Pw-9f3kQz-never-shown";
-    let db = Db::create(&admin, Some(pw)).await;
+    let db = TestDb::create(&admin, Some(pw)).await;
     // from here on (the test's own CREATE ROLE … PASSWORD is logged by sqlx)
     let logs_from = logs.lock().unwrap().len();
     let out = tempfile::tempdir().unwrap();
@@ -747,29 +670,14 @@ async fn direct_mode_without_a_url_is_a_config_error() {
     let out = tempfile::tempdir().unwrap();
     let mut a = direct_args("", out.path());
     a.database_url = None;
-    let e = novaload::config::resolve(a.clone()).err().expect("config error");
+    let e = novaload::config::resolve(a.clone())
+        .err()
+        .expect("config error");
     let msg = e.to_string();
     assert!(
         msg.contains("--database-url") && msg.contains("DATABASE_URL"),
         "{msg}"
     );
-}
-
-/// The SDK's in-memory exporter forgets its spans on shutdown; this one keeps them.
-#[derive(Debug, Clone, Default)]
-struct Keep(InMemorySpanExporter);
-
-impl SpanExporter for Keep {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.export(batch).await
-    }
-}
-
-fn attr(s: &SpanData, key: &str) -> Option<String> {
-    s.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.as_str().into_owned())
 }
 
 /// The server receives each statement with its span's traceparent: a trigger records
@@ -778,7 +686,7 @@ fn attr(s: &SpanData, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_carry_the_spans_traceparent_as_a_sqlcommenter_comment() {
     let Some(admin) = admin_url() else { return };
-    let db = Db::create(&admin, None).await;
+    let db = TestDb::create(&admin, None).await;
     let mut c = db.conn().await;
     sqlx::migrate!("src/novacron/schema")
         .run(&mut c)
@@ -811,7 +719,7 @@ async fn statements_carry_the_spans_traceparent_as_a_sqlcommenter_comment() {
     assert!(r.outcome.errors.is_empty(), "{:?}", r.outcome.errors);
     let report = tel.shutdown().await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let spans = exporter.0.get_finished_spans().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
 
     let seen: Vec<String> = sqlx::query_scalar("SELECT q FROM seen WHERE q LIKE '%traceparent%'")
         .fetch_all(&mut c)

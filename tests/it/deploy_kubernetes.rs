@@ -3,28 +3,13 @@
 //! distributed-run wiring is consistent: Indexed Job, completions = parallelism =
 //! --segment-count, shared results volume, merge Job over the shards' folders, OTLP env.
 
+use crate::support::tools::tool;
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn base() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes")
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let install = "pip install kubernetes-validate==1.37.0 (scripts/test.sh does)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{name} is required in CI and missing; install it with: {install}");
-        }
-        eprintln!("SKIP: {name} not found; install it with: {install}");
-    }
-    found
 }
 
 /// The rendered base: every resource of kustomization.yaml with its common labels applied.
@@ -84,7 +69,10 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 #[test]
 fn rendered_base_passes_kubernetes_validate_strict() {
     let docs = render();
-    let Some(kv) = tool("kubernetes-validate") else {
+    let Some(kv) = tool(
+        "kubernetes-validate",
+        "pip install kubernetes-validate==1.37.0",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

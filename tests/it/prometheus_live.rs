@@ -8,7 +8,10 @@
 //! Needs `prometheus` (Debian package) and rotel (PyPI); scripts/test.sh installs both. When
 //! missing the test fails under CI and is skipped elsewhere.
 
-use std::path::{Path, PathBuf};
+use crate::support::ports::{Process, start_on_free_ports, wait_for_line, wait_listening};
+use crate::support::runs::results_folder;
+use crate::support::tools::{self, tool};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,48 +20,20 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0.stop();
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn rotel() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("NOVALOAD_TEST_ROTEL") {
-        return Some(PathBuf::from(p));
+impl Process for Kill {
+    fn pid(&self) -> u32 {
+        self.0.pid()
     }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import rotel, os; print(os.path.dirname(rotel.__file__))",
-        ])
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("rotel-agent");
-    p.is_file().then_some(p)
-}
-
-fn need<T>(what: Option<T>, name: &str) -> Option<T> {
-    if what.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("{name} not found: run scripts/test.sh (it installs prometheus and rotel)");
-        }
-        eprintln!("SKIP: {name} not found (run scripts/test.sh)");
+    fn has_exited(&mut self) -> bool {
+        self.0.has_exited()
     }
-    what
+    fn stop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// GETs a URL over plain HTTP/1.1 (no client library needed for a loopback test).
@@ -106,101 +81,105 @@ fn spawn(cmd: &mut Command, log: &Path) -> Kill {
 
 #[test]
 fn prometheus_scrapes_a_smoke_run_and_every_query_has_data() {
-    let Some(prometheus) = need(which("prometheus"), "prometheus") else {
+    let Some(prometheus) = tool("prometheus", "apt-get install -y prometheus") else {
         return;
     };
-    let Some(rotel) = need(rotel(), "rotel") else {
+    let Some(rotel) = tools::rotel() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let novaload = env!("CARGO_BIN_EXE_novaload");
-    let (tport, mport, pport, oport, ohttp) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
 
-    let _rotel = spawn(
-        Command::new(&rotel)
-            .args([
-                "start",
-                "--exporter",
-                "blackhole",
-                "--otlp-grpc-endpoint",
-                &format!("127.0.0.1:{oport}"),
-                "--otlp-http-endpoint",
-                &format!("127.0.0.1:{ohttp}"),
-            ])
-            .arg("--pid-file")
-            .arg(d.join("rotel.pid"))
-            .arg("--log-file")
-            .arg(d.join("rotel-file.log")),
-        &d.join("rotel.log"),
-    );
+    // rotel cannot listen on port 0: it is given two free ports (started again elsewhere if one
+    // was taken meanwhile)
+    let (_rotel, rotel_ports) = start_on_free_ports("rotel", 2, Duration::from_secs(30), |ports| {
+        spawn(
+            Command::new(&rotel)
+                .args([
+                    "start",
+                    "--exporter",
+                    "blackhole",
+                    "--otlp-grpc-endpoint",
+                    &format!("127.0.0.1:{}", ports[0]),
+                    "--otlp-http-endpoint",
+                    &format!("127.0.0.1:{}", ports[1]),
+                ])
+                .arg("--pid-file")
+                .arg(d.join("rotel.pid"))
+                .arg("--log-file")
+                .arg(d.join("rotel-file.log")),
+            &d.join("rotel.log"),
+        )
+    });
+    let oport = rotel_ports[0];
     let _target = spawn(
         Command::new(novaload).args([
             "target",
             "--listen",
-            &format!("127.0.0.1:{tport}"),
+            "127.0.0.1:0",
             "--migration-time",
             "2s",
         ]),
         &d.join("target.log"),
     );
-    wait_for(
-        &format!("http://127.0.0.1:{tport}/health"),
+    let taddr = wait_for_line(
+        &d.join("target.log"),
+        "novaload target listening on http://",
         Duration::from_secs(30),
     );
+    let taddr = taddr.split_whitespace().next().unwrap().to_string();
+    wait_for(&format!("http://{taddr}/health"), Duration::from_secs(30));
 
+    // The run's /metrics listens on port 0, so its address is known only once the run is up:
+    // Prometheus reads the novaload job's target from a file written then.
+    let novaload_targets = d.join("novaload-targets.json");
+    std::fs::write(&novaload_targets, "[]").unwrap();
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {ROOT}/alerts/novaload-rules.yml\nscrape_configs:\n  - job_name: novaload\n    static_configs: [{{targets: ['127.0.0.1:{mport}']}}]\n  - job_name: target\n    static_configs: [{{targets: ['127.0.0.1:{tport}']}}]\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {ROOT}/alerts/novaload-rules.yml\nscrape_configs:\n  - job_name: novaload\n    file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]\n  - job_name: target\n    static_configs: [{{targets: ['{taddr}']}}]\n",
+        novaload_targets.display()
     );
     std::fs::write(d.join("prometheus.yml"), config).unwrap();
-    let _prom = spawn(
+    // Prometheus listens on port 0 too; it logs the address as given, so the kernel is asked
+    let mut prom = spawn(
         Command::new(&prometheus)
             .arg(format!(
                 "--config.file={}",
                 d.join("prometheus.yml").display()
             ))
             .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{pport}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .arg("--enable-feature=exemplar-storage"),
         &d.join("prometheus.log"),
     );
-    wait_for(
-        &format!("http://127.0.0.1:{pport}/-/ready"),
-        Duration::from_secs(30),
-    );
+    let paddr = wait_listening("prometheus", &mut prom, Duration::from_secs(30))[0];
+    wait_for(&format!("http://{paddr}/-/ready"), Duration::from_secs(30));
 
     // the run, in the background, so we can look at its /metrics while it goes
     let mut run = spawn(
         Command::new(novaload)
-            .args([
-                "run",
-                "all",
-                "--profile",
-                "smoke",
-                "--quiet",
-                "--run-id",
-                "live-test",
-            ])
-            .args(["--api-url", &format!("http://127.0.0.1:{tport}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{mport}")])
+            .args(["run", "all", "--profile", "smoke", "--run-id", "live-test"])
+            .args(["--api-url", &format!("http://{taddr}")])
+            // not --quiet: the run prints where /metrics listens
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(["--otlp-endpoint", &format!("http://127.0.0.1:{oport}")])
             .arg("--out")
             .arg(d.join("results")),
         &d.join("run.log"),
     );
-    wait_for(
-        &format!("http://127.0.0.1:{mport}/metrics"),
+    let maddr = wait_for_line(
+        &d.join("run.log"),
+        "novaload: live metrics on http://",
         Duration::from_secs(60),
     );
+    let maddr = maddr.trim_end_matches("/metrics").to_string();
+    let tmp = d.join("novaload-targets.json.tmp");
+    std::fs::write(&tmp, format!("[{{\"targets\": [\"{maddr}\"]}}]")).unwrap();
+    std::fs::rename(&tmp, &novaload_targets).unwrap();
+    wait_for(&format!("http://{maddr}/metrics"), Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(12));
     let scrape = http_get(
-        &format!("http://127.0.0.1:{mport}/metrics"),
+        &format!("http://{maddr}/metrics"),
         "application/openmetrics-text; version=1.0.0",
     )
     .unwrap();
@@ -240,22 +219,17 @@ fn prometheus_scrapes_a_smoke_run_and_every_query_has_data() {
 
     // The summaries carry telemetry's final report: where /metrics was served, and the spans
     // the OTLP receiver (rotel) accepted.
-    let results = std::fs::read_dir(d.join("results"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
-        .expect("a results folder");
+    let results = results_folder(&d.join("results")).expect("a results folder");
     let api: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("api_summary.json")).unwrap())
             .unwrap();
     let tel = &api["telemetry"];
-    assert_eq!(tel["metrics_addr"], format!("127.0.0.1:{mport}"), "{tel}");
+    assert_eq!(tel["metrics_addr"], maddr, "{tel}");
     assert!(tel["spans_exported"].as_u64().unwrap_or(0) > 0, "{tel}");
 
     // Prometheus stored exemplars with trace ids
     let ex = http_get(
-        &format!("http://127.0.0.1:{pport}/api/v1/query_exemplars?query=http_client_request_duration_seconds_bucket&start={}&end={}", now() - 600, now() + 1),
+        &format!("http://{paddr}/api/v1/query_exemplars?query=http_client_request_duration_seconds_bucket&start={}&end={}", now() - 600, now() + 1),
         "application/json",
     )
     .unwrap();
@@ -270,7 +244,7 @@ fn prometheus_scrapes_a_smoke_run_and_every_query_has_data() {
         .arg(format!("{ROOT}/tests/support/promql_eval.py"))
         .args([
             "--prometheus",
-            &format!("http://127.0.0.1:{pport}"),
+            &format!("http://{paddr}"),
             "--lookback",
             "5m",
             "--step",

@@ -5,31 +5,24 @@
 //! network and console detectors fire. Without Chromium: skipped, or failed when `CI` is set.
 
 use crate::support::http_server;
+use crate::support::runs::quick_args;
+use crate::support::tools::{required, which};
 
-use novaload::cli::RunArgs;
 use novaload::report::Verdict;
 use novaload::session::{self, Stops};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// `$NOVALOAD_CHROMIUM`, else the first of chromium, chromium-browser, google-chrome on PATH.
 fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("NOVALOAD_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome"] {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("chromium is not installed (CI is set): apt-get install -y chromium");
-    }
-    eprintln!("SKIPPED: chromium not found (install it: apt-get install -y chromium)");
-    None
+    let found = std::env::var_os("NOVALOAD_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            ["chromium", "chromium-browser", "google-chrome"]
+                .into_iter()
+                .find_map(which)
+        });
+    required(found, "chromium", "apt-get install -y chromium")
 }
 
 struct Browser {
@@ -106,18 +99,11 @@ fn console_errors(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
-fn args(url: &str, out: &Path) -> RunArgs {
-    RunArgs {
-        timeout: "10s".into(),
-        ..RunArgs::quick(url, out)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_html_renders_in_chromium_without_network() {
     let srv = http_server::start(None).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(&format!("http://{}/slow/20", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/slow/20", srv.addr), dir.path());
     a.vus = Some(3);
     a.duration = Some("3s".into());
     a.thresholds = vec![
@@ -230,7 +216,7 @@ async fn canary_page_trips_network_and_console_detectors() {
 async fn text_is_escaped_and_trace_template_is_text() {
     let srv = http_server::start(None).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(&format!("http://{}/", srv.addr), dir.path());
+    let mut a = quick_args(&format!("http://{}/", srv.addr), dir.path());
     a.vus = Some(1);
     a.duration = Some("1s".into());
     a.no_html = true;

@@ -3,6 +3,7 @@
 //! server spans.
 use std::time::{Duration, Instant};
 
+use crate::support::spans::attr;
 use crate::support::target::*;
 use novaload::novacron::{TargetArgs, Workers, auth::sign_hs256};
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
@@ -386,7 +387,7 @@ async fn seeding_is_idempotent_and_grows_on_every_backend() {
         // Same database twice: a SQLite file, or one PostgreSQL database.
         let dir = tempfile::tempdir().unwrap();
         let pg = match &backend {
-            Backend::Postgres(admin) => Some(PgDb::create(admin).await),
+            Backend::Postgres(admin) => Some(TestDb::create(admin, None).await),
             Backend::Sqlite => None,
         };
         let args = |n: u64| {
@@ -614,17 +615,17 @@ async fn server_spans_join_the_callers_trace_and_exemplars_link_them() {
         TraceId::from_hex(trace).unwrap()
     );
     assert_eq!(span.parent_span_id.to_string(), parent);
-    let attr = |k: &str| {
-        span.attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == k)
-            .map(|kv| kv.value.to_string())
-    };
-    assert_eq!(attr("http.route").as_deref(), Some("/api/v1/vms/{id}"));
-    assert_eq!(attr("http.request.method").as_deref(), Some("GET"));
-    assert_eq!(attr("http.response.status_code").as_deref(), Some("200"));
     assert_eq!(
-        attr("url.path").as_deref(),
+        attr(span, "http.route").as_deref(),
+        Some("/api/v1/vms/{id}")
+    );
+    assert_eq!(attr(span, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(
+        attr(span, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        attr(span, "url.path").as_deref(),
         Some("/api/v1/vms/42"),
         "no query string (tokens) on spans"
     );

@@ -3,11 +3,11 @@
 //! be read) still passes, prints no panic, ends within its duration plus the telemetry shutdown
 //! budget, and its summary's telemetry section reports what failed and was dropped.
 
-use crate::support::dead_collector;
+use crate::support::dead_collector::{Behaviour, DeadCollector};
 use crate::support::http_server;
+use crate::support::runs::results_folder;
 
-use dead_collector::{Behaviour, DeadCollector};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The run's `--duration`.
@@ -66,15 +66,8 @@ async fn run_against(collector: &DeadCollector, protocol: &str) -> Run {
 
 /// The `*_summary.json` of the one results folder under `out`.
 fn read_summary(out: &Path) -> Result<serde_json::Value, String> {
-    let folders: Vec<PathBuf> = std::fs::read_dir(out)
-        .map_err(|e| format!("reading {}: {e}", out.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    let [folder] = folders.as_slice() else {
-        return Err(format!("expected one results folder, found {folders:?}"));
-    };
-    let file = std::fs::read_dir(folder)
+    let folder = results_folder(out)?;
+    let file = std::fs::read_dir(&folder)
         .map_err(|e| format!("reading {}: {e}", folder.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.to_string_lossy().ends_with("_summary.json"))

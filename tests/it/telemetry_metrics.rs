@@ -1,9 +1,9 @@
 //! `/metrics` on port 0: OpenMetrics with trace-id exemplars when asked, classic text otherwise.
 
+use crate::support::telemetry::{http, labels};
 use novaload::error::ErrorKind;
-use novaload::metrics::{DbSample, HttpSample, MetricId, Sample, Tags};
-use novaload::net::http::Timings;
-use novaload::telemetry::{LiveSeries, RunLabels, Telemetry, TelemetryConfig};
+use novaload::metrics::{DbSample, MetricId, Sample};
+use novaload::telemetry::{Telemetry, TelemetryConfig};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,52 +34,7 @@ async fn get(
     )
 }
 
-fn labels() -> RunLabels {
-    RunLabels {
-        run_id: "r1".into(),
-        test: "api".into(),
-        scenario: "default".into(),
-    }
-}
-
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-/// One HTTP request as `Vu::request` records it on the sample stream (the live side only:
-/// `Telemetry::consume`).
-#[allow(clippy::too_many_arguments)]
-fn http(
-    t: &Telemetry,
-    live: &LiveSeries,
-    method: &str,
-    template: &str,
-    status: u16,
-    error: Option<ErrorKind>,
-    seconds: f64,
-    trace: Option<&str>,
-) {
-    let tags = Tags {
-        method: Some(method.into()),
-        status: Some(status),
-        expected_response: Some((200..400).contains(&status) && error.is_none()),
-        error_kind: error,
-        ..Tags::default()
-    };
-    let timings = Timings {
-        duration: seconds * 1000.0,
-        ..Timings::default()
-    };
-    let sample = HttpSample {
-        tags: &tags,
-        template,
-        timings: &timings,
-        bytes_sent: 0,
-        bytes_received: 0,
-        body_truncated: false,
-        corrected_ms: None,
-        trace,
-    };
-    t.consume(live, &Sample::Http(&sample));
-}
 
 async fn started() -> Telemetry {
     let t = Telemetry::start(TelemetryConfig {
@@ -90,7 +45,7 @@ async fn started() -> Telemetry {
     })
     .await
     .unwrap();
-    let l = labels();
+    let l = labels("r1");
     t.test_started(&l, "smoke");
     let vu = t.vu_series(&l);
     let k6 = MetricId(0); // the k6 side is not consumed here
@@ -254,7 +209,7 @@ async fn openmetrics_scrape_has_labels_and_exemplar() {
     }
 
     // test_finished removes the run_info series.
-    t.test_finished(&labels());
+    t.test_finished(&labels("r1"));
     let (_, _, body) = get(addr, "/metrics", Some("application/openmetrics-text")).await;
     assert!(!body.contains("novaload_run_info{"), "{body}");
 

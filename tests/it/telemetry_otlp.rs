@@ -6,62 +6,16 @@
 //! The rotel binary: `$NOVALOAD_TEST_ROTEL`, else `rotel-agent` on PATH, else inside the
 //! installed Python package. Missing: the test fails under CI (`CI` set), else it is skipped.
 
-use crate::support::dead_collector;
-
-use dead_collector::{Behaviour, DeadCollector};
+use crate::support::dead_collector::{Behaviour, DeadCollector};
+use crate::support::ports::start_on_free_ports;
+use crate::support::telemetry::{http, labels};
+use crate::support::tools;
 use novaload::error::ErrorKind;
-use novaload::metrics::{HttpSample, Sample, Tags};
-use novaload::net::http::Timings;
-use novaload::telemetry::{AttrValue, LiveSeries, RunLabels, SpanKind, Telemetry, TelemetryConfig};
-use std::path::PathBuf;
+use novaload::metrics::Sample;
+use novaload::telemetry::{AttrValue, SpanKind, Telemetry, TelemetryConfig};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn find_rotel() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("NOVALOAD_TEST_ROTEL") {
-        return Some(PathBuf::from(p));
-    }
-    if let Ok(path) = std::env::var("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("rotel-agent");
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import rotel, os; print(os.path.dirname(rotel.__file__))",
-        ])
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("rotel-agent");
-    p.is_file().then_some(p)
-}
-
-fn rotel_or_skip() -> Option<PathBuf> {
-    match find_rotel() {
-        Some(p) => Some(p),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("rotel not found (pip install rotel==0.0.1a15, or set NOVALOAD_TEST_ROTEL)")
-        }
-        None => {
-            eprintln!(
-                "SKIP: rotel not found (pip install rotel==0.0.1a15 or set NOVALOAD_TEST_ROTEL)"
-            );
-            None
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Rotel {
     child: tokio::process::Child,
@@ -71,41 +25,34 @@ struct Rotel {
 }
 
 impl Rotel {
-    async fn start(bin: &PathBuf) -> Self {
-        let (grpc, http) = (free_port(), free_port());
+    /// Starts rotel on two free ports (it cannot listen on port 0) and returns once it
+    /// listens on both (`start_on_free_ports` starts it again elsewhere if a port was taken).
+    async fn start(bin: &Path) -> Self {
         let out = tempfile::NamedTempFile::new().unwrap();
         let dir = tempfile::tempdir().unwrap().keep();
-        let child = tokio::process::Command::new(bin)
-            .args(["start", "--exporter", "blackhole"])
-            .args(["--debug-log", "traces", "--debug-log", "metrics"])
-            .args(["--debug-log-verbosity", "detailed"])
-            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
-            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
-            .arg("--pid-file")
-            .arg(dir.join("rotel.pid"))
-            .arg("--log-file")
-            .arg(dir.join("rotel.log"))
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::from(out.reopen().unwrap()))
-            .stderr(Stdio::from(out.reopen().unwrap()))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn rotel");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for port in [grpc, http] {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                assert!(Instant::now() < deadline, "rotel did not listen on {port}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let (child, ports) = start_on_free_ports("rotel", 2, Duration::from_secs(15), |ports| {
+            tokio::process::Command::new(bin)
+                .args(["start", "--exporter", "blackhole"])
+                .args(["--debug-log", "traces", "--debug-log", "metrics"])
+                .args(["--debug-log-verbosity", "detailed"])
+                .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{}", ports[0])])
+                .args(["--otlp-http-endpoint", &format!("127.0.0.1:{}", ports[1])])
+                .arg("--pid-file")
+                .arg(dir.join("rotel.pid"))
+                .arg("--log-file")
+                .arg(dir.join("rotel.log"))
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::from(out.reopen().unwrap()))
+                .stderr(Stdio::from(out.reopen().unwrap()))
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn rotel")
+        });
         Self {
             child,
             out,
-            grpc,
-            http,
+            grpc: ports[0],
+            http: ports[1],
         }
     }
 
@@ -133,14 +80,6 @@ impl Rotel {
     }
 }
 
-fn labels() -> RunLabels {
-    RunLabels {
-        run_id: "otlp-run".into(),
-        test: "api".into(),
-        scenario: "default".into(),
-    }
-}
-
 async fn exercise(
     endpoint: String,
     protocol: &str,
@@ -157,7 +96,7 @@ async fn exercise(
     })
     .await
     .unwrap();
-    let l = labels();
+    let l = labels("otlp-run");
     let vu = t.vu_series(&l);
     let mut trace_ids = Vec::new();
     for i in 0..20 {
@@ -194,7 +133,7 @@ async fn exercise(
 }
 
 async fn roundtrip(protocol: &str) {
-    let Some(bin) = rotel_or_skip() else { return };
+    let Some(bin) = tools::rotel() else { return };
     let rotel = Rotel::start(&bin).await;
     let endpoint = match protocol {
         "grpc" => format!("http://127.0.0.1:{}", rotel.grpc),
@@ -245,7 +184,7 @@ async fn dead_collector(protocol: &str) {
     })
     .await
     .unwrap();
-    let l = labels();
+    let l = labels("otlp-run");
     let vu = t.vu_series(&l);
     let t0 = Instant::now();
     for i in 0..20_000u64 {
@@ -310,41 +249,4 @@ async fn dead_collector_grpc_never_blocks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_collector_http_never_blocks() {
     dead_collector("http/protobuf").await;
-}
-
-/// One HTTP request as `Vu::request` records it on the sample stream (the live side only:
-/// `Telemetry::consume`).
-#[allow(clippy::too_many_arguments)]
-fn http(
-    t: &Telemetry,
-    live: &LiveSeries,
-    method: &str,
-    template: &str,
-    status: u16,
-    error: Option<ErrorKind>,
-    seconds: f64,
-    trace: Option<&str>,
-) {
-    let tags = Tags {
-        method: Some(method.into()),
-        status: Some(status),
-        expected_response: Some((200..400).contains(&status) && error.is_none()),
-        error_kind: error,
-        ..Tags::default()
-    };
-    let timings = Timings {
-        duration: seconds * 1000.0,
-        ..Timings::default()
-    };
-    let sample = HttpSample {
-        tags: &tags,
-        template,
-        timings: &timings,
-        bytes_sent: 0,
-        bytes_received: 0,
-        body_truncated: false,
-        corrected_ms: None,
-        trace,
-    };
-    t.consume(live, &Sample::Http(&sample));
 }

@@ -2,10 +2,8 @@
 //! `--release`). Prints ns per HTTP sample consumed by the live instruments on a VU's series
 //! (+ `child_span`/`end` with 100% sampling into a discarding exporter). At 50k req/s on 2 cores a request has 40 µs of CPU; 5% is 2 µs.
 
-use novaload::error::ErrorKind;
-use novaload::metrics::{HttpSample, Sample, Tags};
-use novaload::net::http::Timings;
-use novaload::telemetry::{AttrValue, LiveSeries, RunLabels, SpanKind, Telemetry, TelemetryConfig};
+use crate::support::telemetry::{http, labels};
+use novaload::telemetry::{AttrValue, SpanKind, Telemetry, TelemetryConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use std::time::Instant;
@@ -18,16 +16,8 @@ impl SpanExporter for Discard {
     }
 }
 
-fn labels() -> RunLabels {
-    RunLabels {
-        run_id: "bench".into(),
-        test: "api".into(),
-        scenario: "default".into(),
-    }
-}
-
 fn per_op(t: &Telemetry, n: u32, spans: bool) -> f64 {
-    let l = labels();
+    let l = labels("bench");
     let vu = t.vu_series(&l);
     let iter = t.iteration_span(&l, 1, 1);
     let start = Instant::now();
@@ -104,41 +94,4 @@ async fn hot_path_cost() {
         "spans exported {} dropped {}",
         r.spans_exported, r.spans_dropped
     );
-}
-
-/// One HTTP request as `Vu::request` records it on the sample stream (the live side only:
-/// `Telemetry::consume`).
-#[allow(clippy::too_many_arguments)]
-fn http(
-    t: &Telemetry,
-    live: &LiveSeries,
-    method: &str,
-    template: &str,
-    status: u16,
-    error: Option<ErrorKind>,
-    seconds: f64,
-    trace: Option<&str>,
-) {
-    let tags = Tags {
-        method: Some(method.into()),
-        status: Some(status),
-        expected_response: Some((200..400).contains(&status) && error.is_none()),
-        error_kind: error,
-        ..Tags::default()
-    };
-    let timings = Timings {
-        duration: seconds * 1000.0,
-        ..Timings::default()
-    };
-    let sample = HttpSample {
-        tags: &tags,
-        template,
-        timings: &timings,
-        bytes_sent: 0,
-        bytes_received: 0,
-        body_truncated: false,
-        corrected_ms: None,
-        trace,
-    };
-    t.consume(live, &Sample::Http(&sample));
 }

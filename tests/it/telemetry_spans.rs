@@ -1,41 +1,14 @@
 //! Spans through the real pipeline (queue processor → exporter) into the SDK's in-memory
 //! exporter: parent/child links, attributes, status, W3C headers, sampling.
 
+use crate::support::spans::{Keep, attr};
 use novaload::telemetry::{AttrValue, RunLabels, SpanKind, Telemetry, TelemetryConfig};
 use opentelemetry::trace::{SpanKind as OtelKind, Status};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData, SpanExporter};
-use std::sync::{Arc, Mutex};
-
-/// The in-memory exporter clears its spans on shutdown (keeping them is test-only inside the
-/// SDK); this wrapper keeps them, and records the resource the provider hands down.
-#[derive(Debug, Clone, Default)]
-struct Keep {
-    mem: InMemorySpanExporter,
-    resource: Arc<Mutex<Option<Resource>>>,
-}
-
-impl Keep {
-    fn get_finished_spans(&self) -> Result<Vec<SpanData>, opentelemetry_sdk::error::OTelSdkError> {
-        self.mem.get_finished_spans()
-    }
-}
-
-impl SpanExporter for Keep {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.mem.export(batch).await
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        *self.resource.lock().unwrap() = Some(resource.clone());
-    }
-}
 
 fn labels() -> RunLabels {
     RunLabels {
-        run_id: "run-42".into(),
-        test: "api".into(),
         scenario: "smoke load".into(),
+        ..crate::support::telemetry::labels("run-42")
     }
 }
 
@@ -47,13 +20,6 @@ fn cfg(ratio: f64) -> TelemetryConfig {
         sample_ratio: ratio,
         ..Default::default()
     }
-}
-
-fn attr(s: &SpanData, key: &str) -> Option<String> {
-    s.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.to_string())
 }
 
 /// Parses `00-<32 hex>-<16 hex>-<2 hex>` strictly.
@@ -160,12 +126,7 @@ async fn iteration_and_client_span_link_and_carry_attributes() {
     assert_eq!(root.status, Status::Unset);
     assert_eq!(child.events.events.len(), 1);
     // The resource carries the run metadata.
-    let res = exporter
-        .resource
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("resource set");
+    let res = exporter.resource().expect("resource set");
     let get = |k: &'static str| {
         res.get(&opentelemetry::Key::from_static_str(k))
             .map(|v| v.to_string())

@@ -2,6 +2,7 @@
 //! land in one trace — the server span's parent is novaload's client span — for REST (api),
 //! DWCP (POST and polls under the migration span, plus the stream handshake).
 
+use crate::support::spans::Keep;
 use novaload::metrics::Registry;
 use novaload::novacron::{self, TargetArgs};
 use novaload::plan::{Executor, Scenario};
@@ -9,20 +10,9 @@ use novaload::runner::{self, TestRun};
 use novaload::telemetry::{Telemetry, TelemetryConfig};
 use novaload::workload::endpoints::Endpoints;
 use novaload::workload::{ClientSettings, Workload};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The SDK's in-memory exporter forgets its spans on shutdown; this one keeps them.
-#[derive(Debug, Clone, Default)]
-struct Keep(InMemorySpanExporter);
-
-impl SpanExporter for Keep {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.export(batch).await
-    }
-}
 
 async fn client_telemetry(exporter: Keep) -> Telemetry {
     let cfg = TelemetryConfig {
@@ -86,7 +76,7 @@ async fn traced_run<W: Workload>(
     let _ = provider.force_flush();
     target.shutdown().await.unwrap();
     (
-        client_exporter.0.get_finished_spans().unwrap(),
+        client_exporter.get_finished_spans().unwrap(),
         server_exporter.get_finished_spans().unwrap(),
     )
 }

@@ -3,12 +3,15 @@
 //! connection without a close frame, one that closes with 1011, one that answers the upgrade
 //! with HTTP 404, and a port nobody listens on. Failures carry their kind and reason. Each run goes through the real runner; assertions read the snapshot.
 
+use crate::support::ports::refusing_port;
+use crate::support::runs::Run;
+use crate::support::spans::Keep;
 use futures_util::{SinkExt, StreamExt};
-use novaload::metrics::{Agg, MetricValues, Registry, Snapshot, builtin};
+use novaload::metrics::Registry;
 use novaload::plan::{Executor, Scenario};
 use novaload::report::Verdict;
 use novaload::report::summary::{Summary, SummaryMeta};
-use novaload::runner::{self, RunOutcome, TestRun};
+use novaload::runner::{self, TestRun};
 use novaload::telemetry::{Telemetry, TelemetryConfig};
 use novaload::thresholds::{self, ThresholdSpec};
 use novaload::workload::ws::{WsConfig, WsWorkload, check, metric, now_ms};
@@ -204,26 +207,8 @@ fn config(addr: SocketAddr) -> WsConfig {
     }
 }
 
-struct Run {
-    snap: Snapshot,
-    outcome: RunOutcome,
-}
-
+/// What the ws tests read from a run besides the shared accessors.
 impl Run {
-    fn values(&self, name: &str) -> MetricValues {
-        let id = self.snap.registry.lookup(name).expect(name);
-        self.snap.metric(id).values(1.0)
-    }
-    fn get(&self, name: &str, key: &str) -> f64 {
-        self.values(name).get(key).unwrap_or(0.0)
-    }
-    fn count(&self, name: &str) -> f64 {
-        self.get(name, "count")
-    }
-    /// (passes, fails) of a Rate.
-    fn rate(&self, name: &str) -> (f64, f64) {
-        (self.get(name, "passes"), self.get(name, "fails"))
-    }
     /// How often `message` was recorded as a failure reason of `kind`.
     fn reason(&self, kind: &str, message: &str) -> u64 {
         self.snap
@@ -275,19 +260,6 @@ impl Run {
             },
         )
     }
-    /// (passes, fails) of one check.
-    fn check(&self, name: &str) -> (u64, u64) {
-        let (mut p, mut f) = (0, 0);
-        for (tags, agg) in self.snap.series_of(builtin::CHECKS) {
-            if tags.check.as_deref() == Some(name)
-                && let Agg::Rate { passes, fails } = agg
-            {
-                p += passes;
-                f += fails;
-            }
-        }
-        (p, f)
-    }
 }
 
 async fn run_ws(cfg: WsConfig, executor: Executor, graceful_stop: Duration) -> Run {
@@ -317,11 +289,7 @@ async fn run_ws_with(
             telemetry,
         )
     };
-    let outcome = runner::run(Arc::new(workload), params).await;
-    Run {
-        snap: outcome.snapshot.clone(),
-        outcome,
-    }
+    Run::from(runner::run(Arc::new(workload), params).await)
 }
 
 fn per_vu(vus: u64, iterations: u64) -> Executor {
@@ -439,20 +407,6 @@ async fn good_server_sessions_follow_the_upstream_flow() {
     assert!(t.evaluate(&r.snap, 1.0).ok);
 }
 
-/// An in-memory span exporter that keeps its spans through telemetry shutdown (which flushes
-/// them; the SDK's own exporter clears itself on shutdown).
-#[derive(Debug, Clone, Default)]
-struct Keep(opentelemetry_sdk::trace::InMemorySpanExporter);
-
-impl opentelemetry_sdk::trace::SpanExporter for Keep {
-    async fn export(
-        &self,
-        batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.export(batch).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceparent_of_the_session_span_reaches_handshake_and_every_message() {
     let (addr, seen) = server(Mode::Good).await;
@@ -478,7 +432,7 @@ async fn traceparent_of_the_session_span_reaches_handshake_and_every_message() {
     let report = tel.shutdown().await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(r.count(metric::CONNECTIONS_ESTABLISHED), 2.0);
-    let spans = exporter.0.get_finished_spans().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
     let names: Vec<_> = spans.iter().map(|s| s.name.to_string()).collect();
     let sessions: Vec<_> = spans.iter().filter(|s| s.name == "ws.session").collect();
     assert_eq!(sessions.len(), 2, "{names:?}");
@@ -643,10 +597,7 @@ async fn abnormal_close_carries_its_code_and_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connection_is_a_failed_connection_with_status_0() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let (_refusing, port) = refusing_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let r = run_ws(config(addr), per_vu(1, 1), Duration::from_secs(30)).await;
     let failed = r.snap.registry.lookup(metric::CONNECTIONS_FAILED).unwrap();
@@ -810,10 +761,7 @@ async fn memory_per_idle_connection() {
     );
     kill.cancel();
     let out = run.await.unwrap();
-    let r = Run {
-        snap: out.snapshot.clone(),
-        outcome: out,
-    };
+    let r = Run::from(out);
     assert_eq!(r.count(metric::CONNECTIONS_ESTABLISHED), n as f64);
     assert_eq!(r.count(metric::CONNECTIONS_FAILED), 0.0);
     drop(child.stdin.take());

@@ -1,4 +1,3 @@
-#![allow(dead_code)] // each test crate uses a different part of this helper
 //! Collectors that are there but useless, on 127.0.0.1:0: a "black hole" that accepts
 //! connections and never reads or answers, and a "resetting" one that accepts and closes each
 //! connection at once with a TCP reset (SO_LINGER 0). The listener is kept for the server's

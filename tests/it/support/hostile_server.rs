@@ -1,4 +1,3 @@
-#![allow(dead_code)] // each case of hostile.rs uses a different part of this helper
 //! A hostile HTTP/1.1 server for `hostile.rs`: raw TCP (or rustls) on 127.0.0.1 port 0,
 //! answering by request path with the malformed, endless or silent answers a load tester must
 //! survive. It runs on its own small tokio runtime so the tests themselves stay plain blocking

@@ -1,4 +1,3 @@
-#![allow(dead_code)] // each test crate uses a different part of this helper
 //! A tiny real HTTP/1.1 server for engine tests, on 127.0.0.1:0: answers `200 ok`, `/status/N`
 //! with status N, `/slow/MS` after MS milliseconds, and can stall every request that arrives
 //! inside a window (the coordinated-omission test).

@@ -1,7 +1,6 @@
 //! Helpers shared by the `target_*` integration tests: database backends (SQLite, and a fresh
 //! PostgreSQL database per test from `NOVALOAD_TEST_POSTGRES_URL`), server start-up and a
 //! tiny HTTP client (`use crate::support::target::*`).
-#![allow(dead_code)]
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -10,7 +9,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use novaload::novacron::{self, TargetArgs, TargetHandle};
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+pub use super::postgres::TestDb;
+use super::postgres::admin_url;
 
 /// Which database a test run uses.
 #[derive(Debug, Clone)]
@@ -23,64 +24,15 @@ pub enum Backend {
 /// Unset under `CI` is a failure (the test command starts a server); locally it is a skip.
 pub fn backends() -> Vec<Backend> {
     let mut v = vec![Backend::Sqlite];
-    match std::env::var("NOVALOAD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => v.push(Backend::Postgres(url)),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!("NOVALOAD_TEST_POSTGRES_URL not set: run scripts/test.sh");
-            }
-            eprintln!(
-                "skip: PostgreSQL half of this test (NOVALOAD_TEST_POSTGRES_URL not set; run scripts/test.sh)"
-            );
-        }
-    }
+    v.extend(admin_url("PostgreSQL half of this test").map(Backend::Postgres));
     v
-}
-
-/// A throwaway PostgreSQL database, dropped by [`PgDb::drop_db`].
-pub struct PgDb {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDb {
-    pub async fn create(admin_url: &str) -> PgDb {
-        let name = format!("novaload_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(admin_url)
-            .await
-            .expect("connect to NOVALOAD_TEST_POSTGRES_URL");
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        conn.close().await.ok();
-        let mut url = url::Url::parse(admin_url).expect("postgres URL");
-        url.set_path(&format!("/{name}"));
-        PgDb {
-            admin_url: admin_url.to_owned(),
-            name,
-            url: url.to_string(),
-        }
-    }
-
-    pub async fn drop_db(self) {
-        if let Ok(mut conn) = PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-    }
 }
 
 /// A running target plus the database it owns.
 pub struct Running {
     pub handle: TargetHandle,
     pub base: String,
-    pg: Option<PgDb>,
+    pg: Option<TestDb>,
 }
 
 impl Running {
@@ -100,7 +52,7 @@ pub async fn start(
 ) -> Running {
     let pg = match backend {
         Backend::Sqlite => None,
-        Backend::Postgres(admin) => Some(PgDb::create(admin).await),
+        Backend::Postgres(admin) => Some(TestDb::create(admin, None).await),
     };
     args.database_url = pg.as_ref().map(|p| p.url.clone());
     args.db_max_connections = 8;
