@@ -18,8 +18,9 @@ const WALL_LIMIT: Duration = Duration::from_secs(7);
 /// The subprocess is killed after this, so a hang fails the test instead of stalling it.
 const KILL_AFTER: Duration = Duration::from_secs(60);
 
-/// One novaload process at a time in this binary: the wall-time bound is about novaload, not
-/// about sibling tests competing for the two cores.
+/// One of these novaload processes at a time: the wall-time bound is about novaload, not about
+/// these runs competing with each other for the two cores (other modules' tests of this binary
+/// still run alongside).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Run {

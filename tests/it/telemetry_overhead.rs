@@ -1,5 +1,5 @@
-//! Hot-path cost per request (ignored by default; run with `--ignored --nocapture`, ideally
-//! `--release`). Prints ns per HTTP sample consumed by the live instruments on a VU's series
+//! Hot-path cost per request (ignored by default; run it alone, ideally in release:
+//! `cargo test --release --test it telemetry_overhead -- --ignored --nocapture`). Prints ns per HTTP sample consumed by the live instruments on a VU's series
 //! (+ `child_span`/`end` with 100% sampling into a discarding exporter). At 50k req/s on 2 cores a request has 40 µs of CPU; 5% is 2 µs.
 
 use crate::support::telemetry::{http, labels};
