@@ -13,7 +13,8 @@ mod trend;
 
 pub use agg::{Agg, MetricValues};
 pub use reasons::ErrorReasons;
-pub use recorder::{FxHasher, Recorder, SecondSink, SecondSnapshot, Snapshot};
+pub(crate) use recorder::FxHasher;
+pub use recorder::{Recorder, SecondSink, SecondSnapshot, Snapshot};
 pub use sample::{DbSample, HttpSample, Sample, WsConnect};
 pub use trend::Trend;
 

@@ -12,7 +12,7 @@ use std::time::Instant;
 /// FxHash (rustc's): the tag sets hashed on every sample are short, trusted, in-process
 /// keys, so SipHash's DoS resistance only costs time here.
 #[derive(Default, Clone, Copy)]
-pub struct FxHasher {
+pub(crate) struct FxHasher {
     hash: u64,
 }
 

@@ -67,7 +67,7 @@ impl Telemetry {
 
     /// The live series of samples that are not a VU's (the runner's VU counts and drops):
     /// nothing is resolved (or created) before a sample needs it.
-    pub fn run_series(&self, labels: &RunLabels) -> LiveSeries {
+    pub(crate) fn run_series(&self, labels: &RunLabels) -> LiveSeries {
         self.series(labels, false)
     }
 

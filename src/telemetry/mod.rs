@@ -272,14 +272,6 @@ impl Telemetry {
             .unwrap_or_default()
     }
 
-    /// The current classic Prometheus text exposition (0.0.4, no exemplars).
-    pub fn render_metrics_text(&self) -> String {
-        self.inner
-            .as_ref()
-            .map(|i| prometheus::render(&i.registry, false))
-            .unwrap_or_default()
-    }
-
     /// Spans dropped so far (queue full or unflushed at shutdown).
     pub fn spans_dropped(&self) -> u64 {
         self.inner

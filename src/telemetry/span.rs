@@ -96,7 +96,7 @@ impl Span {
         self.inner.as_ref()?.baggage.as_deref()
     }
     /// The shared `baggage` value itself, for callers that cache what they derive from it.
-    pub fn baggage_shared(&self) -> Option<&Arc<str>> {
+    pub(crate) fn baggage_shared(&self) -> Option<&Arc<str>> {
         self.inner.as_ref()?.baggage.as_ref()
     }
     /// Hex trace id when this span is sampled (what an exemplar may point at).
@@ -241,7 +241,7 @@ impl Telemetry {
     }
     /// A child span whose name and attributes the caller keeps ready for many spans (a VU's
     /// request spans of one endpoint: see [`FixedAttrs`]).
-    pub fn child_span_fixed(
+    pub(crate) fn child_span_fixed(
         &self,
         parent: &Span,
         name: &Arc<str>,

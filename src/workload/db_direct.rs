@@ -161,12 +161,12 @@ pub struct DbDirectWorkload {
 }
 
 /// Replaces the password of every `scheme://user:password@host` in `s` with `***`.
-pub fn redact_url(s: &str) -> String {
+pub(crate) fn redact_url(s: &str) -> String {
     crate::metrics::reasons::redact_userinfo(s)
 }
 
 /// `postgresql://host:port/dbname` of a database URL, without credentials or query.
-pub fn display_target(url: &str) -> String {
+pub(crate) fn display_target(url: &str) -> String {
     match PgConnectOptions::from_str(url) {
         Ok(o) => format!(
             "postgresql://{}:{}/{}",
@@ -193,7 +193,7 @@ pub fn error_kind(e: &sqlx::Error) -> ErrorKind {
 /// A failed statement's or connection's reason, on one line: the SQLSTATE code and the
 /// server's message when the server answered (`42P01 relation "vms" does not exist`), else the
 /// driver's text; `password` and URL passwords replaced with `***`.
-pub fn driver_reason(e: &sqlx::Error, password: Option<&str>) -> String {
+pub(crate) fn driver_reason(e: &sqlx::Error, password: Option<&str>) -> String {
     let text = match e.as_database_error() {
         Some(d) => match d.code() {
             Some(code) => format!("{code} {}", d.message()),

@@ -4,7 +4,7 @@
 use http::{HeaderName, HeaderValue};
 
 /// Upstream default token (spec §1.1); used only when none is given.
-pub const DEFAULT_TOKEN: &str = "test-token-123";
+pub(crate) const DEFAULT_TOKEN: &str = "test-token-123";
 
 /// Resolved endpoints of one NovaCron deployment (or of the built-in target).
 #[derive(Clone)]
@@ -98,7 +98,7 @@ pub fn truthy(v: Option<&serde_json::Value>) -> bool {
 }
 
 /// A JSON id as it would be pasted into a path by JavaScript string concatenation.
-pub fn id_string(v: &serde_json::Value) -> String {
+pub(crate) fn id_string(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),

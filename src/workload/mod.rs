@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::net::http::{HttpClient, HttpResponse, TlsSettings};
-pub use timers::IterationTimers;
+pub(crate) use timers::IterationTimers;
 
 /// What one test does. Implementations are shared by all VUs (`&self`); per-VU state lives
 /// in [`Vu`].
@@ -241,7 +241,7 @@ impl Vu {
     /// returns true so it does not turn its group into an error: slowness is judged by the
     /// latency thresholds (WARNING), error Rates count functional failures (FAIL). Upstream
     /// counted a slow response as an error, which made every latency miss a FAIL.
-    pub fn latency_check(&self, name: &'static str, ok: bool) -> bool {
+    pub(crate) fn latency_check(&self, name: &'static str, ok: bool) -> bool {
         self.check(name, ok);
         true
     }
@@ -297,7 +297,11 @@ impl Vu {
     /// request in the metrics and its own span); the response of the last hop is returned. A
     /// loop, an unusable `Location` or one hop too many makes that last 3xx a failed request
     /// of kind `redirect`.
-    pub async fn request_under(&mut self, parent: Option<&Span>, req: Req<'_>) -> HttpResponse {
+    pub(crate) async fn request_under(
+        &mut self,
+        parent: Option<&Span>,
+        req: Req<'_>,
+    ) -> HttpResponse {
         let mut chain = RedirectChain::new(self.settings.max_redirects);
         // After a redirect: where the next hop goes and with what. The first hop borrows the
         // request's own URL, method and body, so the common case clones nothing.
@@ -547,7 +551,7 @@ impl RedirectChain {
 
 /// Joins a base URL and a path the way the upstream scripts do (string concatenation, no
 /// percent-encoding of ids), then parses it.
-pub fn join_url(base: &str, path: &str) -> Result<::url::Url, ::url::ParseError> {
+pub(crate) fn join_url(base: &str, path: &str) -> Result<::url::Url, ::url::ParseError> {
     let base = base.trim_end_matches('/');
     ::url::Url::parse(&format!("{base}{path}"))
 }

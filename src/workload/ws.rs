@@ -85,18 +85,18 @@ pub mod check {
 }
 
 /// k6's fixed WebSocket handshake timeout (TCP connect + TLS + upgrade).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Think time after each session (upstream `sleep(1)`).
-pub const SLEEP_AFTER_SESSION: Duration = Duration::from_secs(1);
+pub(crate) const SLEEP_AFTER_SESSION: Duration = Duration::from_secs(1);
 /// How long to wait for the server's close reply after we send ours.
-pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// A frame is "recent" when |receive time − timestamp| is below this (ms).
-pub const RECENT_MS: f64 = 5000.0;
+pub(crate) const RECENT_MS: f64 = 5000.0;
 /// How much of a refused upgrade's response body goes into the failure's reason.
 const UPGRADE_BODY_CHARS: usize = 120;
 
 /// Per-connection buffers: small on purpose (target ≤ 16 KiB client memory per idle connection).
-pub fn websocket_config() -> WebSocketConfig {
+pub(crate) fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
@@ -844,7 +844,7 @@ pub fn now_ms() -> f64 {
 /// string (RFC 3339 with offset; without an offset taken as UTC; a bare date as UTC midnight).
 /// None for falsy values (absent, null, 0, "", false) and for what does not parse (JS NaN):
 /// then the recent-check fails and no latency is recorded, as in k6.
-pub fn timestamp_ms(v: &serde_json::Value) -> Option<f64> {
+pub(crate) fn timestamp_ms(v: &serde_json::Value) -> Option<f64> {
     match v {
         serde_json::Value::Number(n) => n.as_f64().filter(|x| *x != 0.0 && x.is_finite()),
         serde_json::Value::String(s) if !s.is_empty() => {
