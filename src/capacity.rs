@@ -17,37 +17,37 @@ use std::net::{IpAddr, Ipv4Addr};
 
 /// Ephemeral ports one source address gives on Linux by default (32768–60999 is 28,232), rounded
 /// down to leave room for other sockets.
-pub const PORTS_PER_SOURCE_IP: u64 = 28_000;
+pub(crate) const PORTS_PER_SOURCE_IP: u64 = 28_000;
 
 /// Connections planned per bound source address: below the ~14,100 odd ports `bind()` with
 /// port 0 searches first, so binding stays a few microseconds (see the module docs).
-pub const CONNECTIONS_PER_SOURCE_IP: u64 = 10_000;
+pub(crate) const CONNECTIONS_PER_SOURCE_IP: u64 = 10_000;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit. Returns the soft limit now in force.
-pub fn raise_nofile_limit() -> std::io::Result<u64> {
+pub(crate) fn raise_nofile_limit() -> std::io::Result<u64> {
     rlimit::increase_nofile_limit(u64::MAX)
 }
 
 /// The `(soft, hard)` open-file limits of this process.
-pub fn nofile_limits() -> std::io::Result<(u64, u64)> {
+pub(crate) fn nofile_limits() -> std::io::Result<(u64, u64)> {
     rlimit::getrlimit(rlimit::Resource::NOFILE)
 }
 
 /// File descriptors kept free for everything that is not a load connection: stdio, the results
 /// files, the `/metrics` listener and OTLP exporter, tokio's internals, DNS. 64 plus 1 %.
-pub fn fd_headroom(fd_limit: u64) -> u64 {
+pub(crate) fn fd_headroom(fd_limit: u64) -> u64 {
     64 + fd_limit / 100
 }
 
 /// How many connections fit in `fd_limit` open files, each costing `fds_per_connection`
 /// (1 for a client socket; 2 when the built-in target serves the same connections in-process).
-pub fn connections_for_fd_limit(fd_limit: u64, fds_per_connection: u64) -> u64 {
+pub(crate) fn connections_for_fd_limit(fd_limit: u64, fds_per_connection: u64) -> u64 {
     fd_limit.saturating_sub(fd_headroom(fd_limit)) / fds_per_connection.max(1)
 }
 
 /// Connections this process can hold: raises the soft fd limit to the hard one first, then
 /// subtracts [`fd_headroom`]. 20,000 files give 19,736 connections.
-pub fn max_connections_per_process() -> u64 {
+pub(crate) fn max_connections_per_process() -> u64 {
     let limit = match raise_nofile_limit() {
         Ok(soft) => soft,
         Err(_) => nofile_limits().map(|(soft, _)| soft).unwrap_or(1024),
@@ -58,7 +58,7 @@ pub fn max_connections_per_process() -> u64 {
 /// Source addresses for `connections` loopback connections at `per_ip` ports each: empty when
 /// one address is enough (then don't bind at all, which also works for non-loopback targets),
 /// else 127.0.0.1, 127.0.0.2, ... as many as needed (all of 127.0.0.0/8 is local on Linux).
-pub fn plan_source_ips(connections: u64, per_ip: u64) -> Vec<IpAddr> {
+pub(crate) fn plan_source_ips(connections: u64, per_ip: u64) -> Vec<IpAddr> {
     let per_ip = per_ip.max(1);
     let n = connections.div_ceil(per_ip);
     if n <= 1 {
@@ -73,13 +73,13 @@ pub fn plan_source_ips(connections: u64, per_ip: u64) -> Vec<IpAddr> {
 }
 
 /// Local worker processes needed for `peak` connections at `per_process` each.
-pub fn workers_needed(peak: u64, per_process: u64) -> u64 {
+pub(crate) fn workers_needed(peak: u64, per_process: u64) -> u64 {
     peak.div_ceil(per_process.max(1)).max(1)
 }
 
 /// The note to print when a planned peak does not fit in one process, naming `--local-workers`.
 /// None when it fits.
-pub fn fd_limit_note(peak: u64, per_process: u64) -> Option<String> {
+pub(crate) fn fd_limit_note(peak: u64, per_process: u64) -> Option<String> {
     if peak <= per_process {
         return None;
     }
@@ -91,14 +91,9 @@ pub fn fd_limit_note(peak: u64, per_process: u64) -> Option<String> {
     ))
 }
 
-/// [`fd_limit_note`] for this process's own limit (after raising the soft limit).
-pub fn fd_limit_note_for_this_process(peak: u64) -> Option<String> {
-    fd_limit_note(peak, max_connections_per_process())
-}
-
 /// What a planned peak of connections needs on this machine.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CapacityPlan {
+pub(crate) struct CapacityPlan {
     /// Source addresses to bind, computed from the TOTAL peak: ephemeral ports are per address
     /// system-wide, so local workers must share this whole list (each binding round-robin over
     /// all of it), not plan their own from their share of the load.
@@ -113,7 +108,7 @@ pub struct CapacityPlan {
 
 /// Plans `peak` connections to a target: source addresses only when the target is loopback
 /// (binding 127.0.0.x cannot reach anything else), workers from the fd limit.
-pub fn capacity_plan(peak: u64, loopback_target: bool, per_process: u64) -> CapacityPlan {
+pub(crate) fn capacity_plan(peak: u64, loopback_target: bool, per_process: u64) -> CapacityPlan {
     let mut notes = Vec::new();
     let source_ips = if loopback_target {
         plan_source_ips(peak, CONNECTIONS_PER_SOURCE_IP)

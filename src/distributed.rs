@@ -31,7 +31,11 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Runs the session as `workers` local child processes and merges their results.
-pub async fn run_local(cfg: RunConfig, workers: u64, stops: Stops) -> anyhow::Result<Outcome> {
+pub(crate) async fn run_local(
+    cfg: RunConfig,
+    workers: u64,
+    stops: Stops,
+) -> anyhow::Result<Outcome> {
     let r = &cfg.resolved;
     let quiet = r.quiet;
     let start_at = r

@@ -36,7 +36,7 @@ pub fn parse(s: &str, field: &str) -> Result<Duration, ConfigError> {
 }
 
 /// A clap value parser for flags that take a duration (the reference target's).
-pub fn parse_flag(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_flag(s: &str) -> Result<Duration, String> {
     parse(s, "duration")
         .map_err(|e| format!("{} (expected a duration such as 20ms, 1s or 2m)", e.problem))
 }

@@ -73,7 +73,7 @@ impl Shard {
 }
 
 /// Reads a summary's segment label back: `i/N`, k6's `from:to`, or empty (the whole run).
-pub fn parse_segment_label(s: &str) -> Result<Segment, String> {
+pub(crate) fn parse_segment_label(s: &str) -> Result<Segment, String> {
     if s.is_empty() {
         return Ok(Segment::WHOLE);
     }

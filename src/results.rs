@@ -8,7 +8,7 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 /// Creates `base/<UTC timestamp>/`, never reusing an existing folder.
-pub fn create_results_dir(base: &Path) -> Result<PathBuf, ConfigError> {
+pub(crate) fn create_results_dir(base: &Path) -> Result<PathBuf, ConfigError> {
     let stamp = chrono::Utc::now().format("%Y%m%d_%H%M%S").to_string();
     let fix = "pass --out DIR with a directory you can write to";
     std::fs::create_dir_all(base).map_err(|e| {
@@ -44,7 +44,7 @@ pub fn create_results_dir(base: &Path) -> Result<PathBuf, ConfigError> {
 }
 
 /// Writes the files over all tests: SUMMARY.md, and `junit.xml` / `report.html` when asked.
-pub fn write_overview(
+pub(crate) fn write_overview(
     dir: &Path,
     summaries: &[Summary],
     stems: &[String],
@@ -57,7 +57,7 @@ pub fn write_overview(
 }
 
 /// Writes `<stem>_summary.json` (write-then-rename).
-pub fn write_summary(dir: &Path, stem: &str, s: &Summary) -> anyhow::Result<()> {
+pub(crate) fn write_summary(dir: &Path, stem: &str, s: &Summary) -> anyhow::Result<()> {
     let text = json::summary_file(s)?;
     let path = dir.join(format!("{stem}_summary.json"));
     // write-then-rename so a reader never sees half a summary
@@ -69,7 +69,7 @@ pub fn write_summary(dir: &Path, stem: &str, s: &Summary) -> anyhow::Result<()> 
 
 /// Writes `report.html` (summaries plus each test's `<stem>.json` time series) and `junit.xml`
 /// next to SUMMARY.md.
-pub fn write_reports(
+pub(crate) fn write_reports(
     dir: &Path,
     summaries: &[Summary],
     stems: &[String],
@@ -156,7 +156,7 @@ fn order_of(p: &Path) -> (usize, String) {
 }
 
 /// `--results-dir`: exactly this folder (created), which must not hold results yet.
-pub fn exact_results_dir(d: &Path) -> Result<PathBuf, ConfigError> {
+pub(crate) fn exact_results_dir(d: &Path) -> Result<PathBuf, ConfigError> {
     let fix = "give an empty or new folder";
     std::fs::create_dir_all(d).map_err(|e| {
         ConfigError::new(

@@ -274,7 +274,7 @@ pub(crate) async fn start_builtin_target(
 
 /// Sleeps until `at` (`--start-at`, or the instant a parent gave its local workers), or an
 /// interrupt.
-pub async fn wait_until(
+pub(crate) async fn wait_until(
     at: chrono::DateTime<chrono::Utc>,
     interrupt: &CancellationToken,
     quiet: bool,

@@ -21,7 +21,7 @@ fn bytes_per_vu(test: &str) -> u64 {
 /// its open-files limit allows (each VU keeps a connection), or more VU memory than this
 /// machine has available. Without this, `--vus 1000000000` allocated 15 GiB of task handles
 /// before failing. Part of [`super::resolve`], after local workers are chosen.
-pub fn check_capacity(cfg: &RunConfig) -> Result<(), ConfigError> {
+pub(crate) fn check_capacity(cfg: &RunConfig) -> Result<(), ConfigError> {
     let a = &cfg.args;
     let r = &cfg.resolved;
     let (plans, segment, parallel) = (&r.plans, &r.segment, r.parallel);
@@ -124,7 +124,7 @@ fn human_bytes(b: u64) -> String {
 }
 
 /// Peak concurrent connections a ws run would open (its most VUs), if the run includes ws.
-pub fn ws_peak_connections(a: &RunArgs, file: Option<&Options>) -> Option<u64> {
+pub(crate) fn ws_peak_connections(a: &RunArgs, file: Option<&Options>) -> Option<u64> {
     if a.url.is_some() || !matches!(a.test, Some(TestName::Ws) | Some(TestName::All)) {
         return None;
     }
@@ -146,7 +146,7 @@ pub fn ws_peak_connections(a: &RunArgs, file: Option<&Options>) -> Option<u64> {
 
 /// How many local workers to run: `--local-workers N` (1..=1024), or automatically enough for
 /// a ws run whose peak connections exceed one process's limit. None: run in this process.
-pub fn local_workers(
+pub(crate) fn local_workers(
     a: &RunArgs,
     file: Option<&Options>,
     segment: &Option<Arc<SegmentPlan>>,

@@ -152,7 +152,7 @@ pub fn resolve(mut args: RunArgs) -> Result<RunConfig, ConfigError> {
 impl RunConfig {
     /// A worker's configuration, as the local-workers runner sends it: the parent's inputs
     /// with the worker's own segment, run id, results folder, start time and endpoints.
-    pub fn to_worker_json(&self, worker: WorkerOverrides) -> anyhow::Result<String> {
+    pub(crate) fn to_worker_json(&self, worker: WorkerOverrides) -> anyhow::Result<String> {
         let mut args = self.args.clone();
         args.segment = Some(worker.segment);
         args.segment_count = None;
@@ -179,7 +179,7 @@ impl RunConfig {
     }
 
     /// The configuration a local worker received on stdin, resolved as its parent's was.
-    pub fn from_worker_json(json: &str) -> anyhow::Result<RunConfig> {
+    pub(crate) fn from_worker_json(json: &str) -> anyhow::Result<RunConfig> {
         #[derive(Deserialize)]
         struct Owned {
             args: RunArgs,
@@ -201,7 +201,7 @@ impl RunConfig {
 
     /// Rebuilds the plans against the built-in target's endpoints once it listens (its port
     /// is only known then). Validation already happened in [`resolve`] with a placeholder.
-    pub fn bind_plans(&mut self, endpoints: &Endpoints) -> Result<(), ConfigError> {
+    pub(crate) fn bind_plans(&mut self, endpoints: &Endpoints) -> Result<(), ConfigError> {
         self.resolved.plans =
             plans::build(&self.args, self.scenario_file.as_ref(), Some(endpoints))?;
         Ok(())
@@ -292,7 +292,7 @@ impl RunConfig {
 }
 
 /// What a local worker gets that its parent's configuration does not say.
-pub struct WorkerOverrides {
+pub(crate) struct WorkerOverrides {
     /// `i/N`.
     pub segment: String,
     pub results_dir: PathBuf,
@@ -314,7 +314,10 @@ struct WorkerConfig<'a> {
 
 /// This process's segment from `--segment i/N`, `--segment-count N` + `JOB_COMPLETION_INDEX`,
 /// or k6's `--execution-segment` (+ `--execution-segment-sequence`).
-pub fn segment_from_args(a: &RunArgs, env: &RunEnv) -> Result<Option<SegmentPlan>, ConfigError> {
+pub(crate) fn segment_from_args(
+    a: &RunArgs,
+    env: &RunEnv,
+) -> Result<Option<SegmentPlan>, ConfigError> {
     let fix = "write --segment i/N (1-based, e.g. --segment 2/4), or k6's --execution-segment 1/4:2/4 with --execution-segment-sequence 0,1/4,2/4,3/4,1";
     let from_index = match a.segment_count {
         Some(n) => {
@@ -356,7 +359,7 @@ pub fn segment_from_args(a: &RunArgs, env: &RunEnv) -> Result<Option<SegmentPlan
 const START_AT_SLACK: Duration = Duration::from_secs(5);
 
 /// Parses `--start-at`; rejects a malformed instant or one more than a few seconds past.
-pub fn parse_start_at(
+pub(crate) fn parse_start_at(
     s: Option<&str>,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ConfigError> {
     let Some(s) = s.filter(|s| !s.trim().is_empty()) else {
@@ -445,7 +448,7 @@ fn telemetry_config(
 }
 
 /// Endpoints from flags/env, validated. None means: start the built-in target.
-pub fn endpoints_from_args(a: &RunArgs) -> Result<Option<Endpoints>, ConfigError> {
+pub(crate) fn endpoints_from_args(a: &RunArgs) -> Result<Option<Endpoints>, ConfigError> {
     let Some(api) = a.api_url.as_deref().filter(|s| !s.is_empty()) else {
         return Ok(None);
     };

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Parses a byte size: `4MiB`, `512KiB`, `1MB`, `1000`, `0` (units B, KB/MB/GB = 1000^n,
 /// KiB/MiB/GiB = 1024^n, case-insensitive).
-pub fn parse_size(s: &str, field: &str) -> Result<usize, ConfigError> {
+pub(crate) fn parse_size(s: &str, field: &str) -> Result<usize, ConfigError> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -283,7 +283,7 @@ fn stages(v: &Option<Vec<StageSpec>>, field: &str) -> Result<Vec<Stage>, ConfigE
 const EXECUTORS: &str = "ramping-vus, constant-vus, per-vu-iterations, shared-iterations, constant-arrival-rate, ramping-arrival-rate";
 
 /// Validates one scenario spec into a typed scenario.
-pub fn scenario_from_spec(name: &str, s: &ScenarioSpec) -> Result<Scenario, ConfigError> {
+pub(crate) fn scenario_from_spec(name: &str, s: &ScenarioSpec) -> Result<Scenario, ConfigError> {
     let f = |k: &str| format!("scenarios.{name}.{k}");
     let start_time = opt_duration(&s.start_time, &f("startTime"), Duration::ZERO)?;
     let graceful_stop = opt_duration(
@@ -468,7 +468,7 @@ fn reject_zero_length(executor: &Executor, f: &dyn Fn(&str) -> String) -> Result
 }
 
 /// Renders a scenario back to a k6 spec (for the summary's metadata).
-pub fn describe(s: &Scenario) -> String {
+pub(crate) fn describe(s: &Scenario) -> String {
     match &s.executor {
         Executor::RampingVus {
             start_vus, stages, ..

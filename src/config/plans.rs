@@ -167,7 +167,7 @@ pub fn apply_overrides(mut o: Options, a: &RunArgs) -> Result<Options, ConfigErr
 }
 
 /// Builds thresholds from options plus `--threshold` flags.
-pub fn build_thresholds(
+pub(crate) fn build_thresholds(
     o: &Options,
     extra: &[String],
     registry: &Registry,
@@ -221,7 +221,7 @@ fn parse_header(h: &str) -> Result<(http::HeaderName, http::HeaderValue), Config
 }
 
 /// Quick mode's default critical threshold on `http_req_failed` (README: Quick mode).
-pub const QUICK_MODE_FAILED_THRESHOLD: &str = "rate<0.01";
+pub(crate) const QUICK_MODE_FAILED_THRESHOLD: &str = "rate<0.01";
 
 /// The quick-mode plan (`--url`).
 fn url_plan(a: &RunArgs, file: Option<&Options>, url_s: &str) -> Result<TestPlan, ConfigError> {

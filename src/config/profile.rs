@@ -13,7 +13,7 @@ use crate::thresholds::ThresholdSpec;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub const NAMES: &[&str] = &["smoke", "full", "1k", "10k", "100k", "soak", "spike"];
+pub(crate) const NAMES: &[&str] = &["smoke", "full", "1k", "10k", "100k", "soak", "spike"];
 
 /// Everything a profile decides for one test.
 #[derive(Debug, Clone)]
@@ -144,7 +144,7 @@ fn thresholds(test: TestName, peak: u64, full: bool) -> BTreeMap<String, Thresho
 /// The full profile's simulated DWCP migration time for the built-in target: live migrations
 /// of real VMs take tens of seconds, and with the default 2 s a VU spends most of its
 /// iteration outside a migration, so the seed's concurrency could never build up.
-pub const FULL_PROFILE_MIGRATION_TIME: Duration = Duration::from_secs(20);
+pub(crate) const FULL_PROFILE_MIGRATION_TIME: Duration = Duration::from_secs(20);
 
 /// Share of the peak VUs expected to be inside a migration at once. A DWCP iteration spends
 /// ~12.5 s outside its migration (polls, stats, the 5 s stream, think time): with the full
@@ -183,7 +183,7 @@ pub fn targets(test: TestName, peak: u64, full: bool) -> BTreeMap<String, Thresh
 }
 
 /// Whether `peak` VUs with the named profile are the upstream suite's full scale.
-pub fn is_full_scale(test: TestName, profile: &str, peak: u64) -> bool {
+pub(crate) fn is_full_scale(test: TestName, profile: &str, peak: u64) -> bool {
     profile == "full" && peak == full_peak(test)
 }
 
