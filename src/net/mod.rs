@@ -4,4 +4,5 @@
 //! telemetry, so both can depend on it.
 
 pub mod http;
-pub mod stream;
+// crate-only: the WebSocket workload and the HTTP client are its only users
+pub(crate) mod stream;

@@ -86,7 +86,7 @@ impl TlsSettings {
 /// A TLS handshake failure in words a user can act on: the rustls reason (unknown issuer,
 /// name mismatch, expired, …) and, where there is one, the flag that fixes it. `e` is what
 /// the handshake returned (an `io::Error` wrapping a `rustls::Error`).
-pub fn describe_handshake_error(e: &std::io::Error) -> String {
+pub(crate) fn describe_handshake_error(e: &std::io::Error) -> String {
     use rustls::CertificateError as C;
     let Some(tls) = e
         .get_ref()
