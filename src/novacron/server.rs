@@ -1,5 +1,5 @@
-//! The target's HTTP/1.1 accept loop: one task per connection, graceful shutdown, and the two
-//! timeouts that keep slowloris clients from holding connections forever.
+//! The target's listening socket and HTTP/1.1 accept loop: one task per connection, graceful
+//! shutdown, and the two timeouts that keep slowloris clients from holding connections forever.
 //!
 //! - **Header read** (`--header-read-timeout`): a request head must arrive completely within
 //!   this long of its first byte. A new connection's clock starts at accept, so a client that
@@ -20,12 +20,14 @@
 //! keepalive), so neither timeout applies to it.
 use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -247,6 +249,33 @@ impl AsyncWrite for TimedStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
     }
+}
+
+/// The target's TCP socket on `addr`, non-blocking for tokio. `reuse_port` lets the workers of
+/// `--workers N` bind one port; `listen` is false for the parent's reservation of that port,
+/// which must hold it (port 0 resolved once) without taking connections away from the workers.
+pub(super) fn bind_listener(
+    addr: SocketAddr,
+    reuse_port: bool,
+    listen: bool,
+) -> anyhow::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+        .context("creating the listening socket")?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket
+            .set_reuse_port(true)
+            .context("SO_REUSEPORT (needed by --workers)")?;
+    }
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding {addr} (--listen): is the port in use?"))?;
+    if listen {
+        socket.listen(4096)?;
+    }
+    Ok(socket)
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting, lets

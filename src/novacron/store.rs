@@ -18,8 +18,6 @@ use super::telemetry::Metrics;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/novacron/schema");
 
-/// Zones the seed spreads VMs over (the upstream DWCP test's zone vocabulary).
-pub const ZONES: [&str; 3] = ["us-west-1", "us-east-1", "eu-west-1"];
 /// VM states NovaCron's schema knows (`vm_state` enum), plus `creating`.
 pub const STATES: [&str; 6] = [
     "running",
@@ -269,14 +267,6 @@ impl Store {
         let store = Store { pool, metrics };
         on_pool!(store, p => MIGRATOR.run(p).await).context("applying database migrations")?;
         Ok(store)
-    }
-
-    /// `"sqlite"` or `"postgresql"` (OTel `db.system.name`).
-    pub fn system(&self) -> &'static str {
-        match self.pool {
-            Pool::Sqlite(_) => "sqlite",
-            Pool::Postgres(_) => "postgresql",
-        }
     }
 
     /// (connections open, connections in use).
