@@ -434,3 +434,62 @@ async fn shards_of_different_given_run_ids_are_refused_with_exit_2_naming_the_fi
     );
     assert!(stderr.contains("--allow-partial"), "{stderr}");
 }
+
+/// Ctrl-C on the parent of `--local-workers` reaches every worker (each runs in its own
+/// process group, so the parent forwards SIGINT): each stops gracefully and writes its partial
+/// results, the parent merges them and exits 105 (interrupted), as a single process does.
+#[test]
+fn an_interrupted_parent_stops_its_workers_gracefully_and_merges_their_partial_results() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = rt.block_on(http_server::start(None));
+    let url = format!("http://{}/", srv.addr);
+    let out = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_novaload"))
+        .args(["run", "--url", &url, "--vus", "4", "--duration", "5m"])
+        .args(["--no-traces", "-q", "--local-workers", "2", "--out"])
+        .arg(out.path())
+        .env_remove("NOVALOAD_RUN_ID")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the workers start 2 s after the parent; let them send load for a while
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the graceful stop is bounded"
+    );
+    assert_eq!(status.code(), Some(105), "{stderr}");
+    let folder = std::fs::read_dir(out.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for shard in ["1", "2"] {
+        let s = novaload::report::json::read_summary(
+            &folder.join("shards").join(shard).join("url_summary.json"),
+        )
+        .unwrap();
+        assert!(
+            count(&s, "http_reqs") > 0.0,
+            "shard {shard} measured nothing"
+        );
+        assert_eq!(
+            s.partial_reason.as_deref(),
+            Some("interrupted by Ctrl-C/SIGTERM"),
+            "shard {shard} was stopped by its parent's SIGINT"
+        );
+    }
+    let merged = novaload::report::json::read_summary(&folder.join("url_summary.json")).unwrap();
+    assert_eq!(merged.shards.len(), 2);
+    assert!(count(&merged, "http_reqs") > 0.0);
+    drop(rt);
+}

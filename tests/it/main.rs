@@ -12,6 +12,7 @@ mod db_direct;
 mod deploy_kubernetes;
 mod distributed;
 mod engine;
+mod logging;
 mod hostile;
 mod observability_files;
 mod prometheus_live;
