@@ -2,12 +2,12 @@
 //!
 //! `main.rs` only parses the command line and maps the outcome to an exit code; everything
 //! else is reachable from [`run`], which integration tests call in-process.
-pub mod capacity;
+pub(crate) mod capacity;
 pub mod cli;
 pub mod compare;
 pub mod config;
-pub mod distributed;
-pub mod duration;
+pub(crate) mod distributed;
+pub(crate) mod duration;
 pub mod error;
 pub mod logging;
 pub mod merge;
@@ -15,15 +15,15 @@ pub mod metrics;
 pub mod net;
 pub mod novacron;
 pub mod plan;
-pub mod progress;
+pub(crate) mod progress;
 pub mod report;
 pub mod results;
 pub mod runner;
 pub mod session;
-pub mod shard;
+pub(crate) mod shard;
 pub mod telemetry;
 pub mod thresholds;
-pub mod vu_threads;
+pub(crate) mod vu_threads;
 pub mod workload;
 
 use report::Verdict;

@@ -6,7 +6,7 @@
 //! client limits, telemetry, results folder, local workers) and the [`TestPlan`]s. The session
 //! only runs it. Every rejection is a [`ConfigError`] naming the field and the fix.
 //!
-//! - [`options`]: k6 `options` objects (scenario files) → typed scenarios and thresholds.
+//! - `options`: k6 `options` objects (scenario files) → typed scenarios and thresholds.
 //! - [`profile`]: the named stage sets (smoke, full, 1k, ...) and their targets.
 //! - [`plans`]: one [`TestPlan`] per test: the workload, its scenarios, thresholds and notes.
 //! - [`limits`]: what one process can hold (VUs, memory) and when local workers are needed.
@@ -14,7 +14,7 @@
 //! A local worker (`--local-workers`) receives the parent's [`RunConfig`] as JSON on stdin:
 //! its inputs (`args`, `env`, the scenario file's contents) with the worker's own segment,
 //! results folder, run id and start time set, and resolves the rest itself with the same
-//! code ([`RunConfig::from_worker_json`]); no argv is edited, so a new flag reaches workers
+//! code (`RunConfig::from_worker_json`); no argv is edited, so a new flag reaches workers
 //! without anyone listing it.
 
 pub mod limits;
@@ -123,7 +123,7 @@ pub struct Resolved {
     /// above one process's open files). None: in this process.
     pub local_workers: Option<u64>,
     /// The tests, in order. Built against the given endpoints, or against a placeholder when
-    /// the built-in target is started: the session rebinds them with [`RunConfig::bind_plans`].
+    /// the built-in target is started: the session rebinds them with `RunConfig::bind_plans`.
     pub plans: Vec<TestPlan>,
 }
 

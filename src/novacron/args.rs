@@ -20,7 +20,7 @@ const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workers {
     /// `ceil(--ws-capacity / per-process capacity)`, the capacity being
-    /// [`crate::capacity::max_connections_per_process`] (19,736 with this machine's 20,000 files).
+    /// `capacity::max_connections_per_process` (19,736 with this machine's 20,000 files).
     Auto,
     /// Exactly this many (1 = this process only).
     Count(u32),
@@ -44,8 +44,8 @@ impl FromStr for Workers {
 /// How often a realtime WebSocket connection gets a frame per subscribed channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WsPushInterval {
-    /// [`ws_push::BASE`] (2 s), stretched so one process pushes at most
-    /// [`ws_push::FRAMES_PER_SECOND_PER_PROCESS`] frames/s however many connections it holds.
+    /// `ws_push::BASE` (2 s), stretched so one process pushes at most
+    /// `ws_push::FRAMES_PER_SECOND_PER_PROCESS` frames/s however many connections it holds.
     Auto,
     /// Exactly this period, whatever the load.
     Fixed(Duration),
