@@ -139,7 +139,7 @@ pub(crate) fn ws_peak_connections(a: &RunArgs, file: Option<&Options>) -> Option
     {
         options = file.clone();
     }
-    let options = super::plans::apply_overrides(options, a).ok()?;
+    let options = super::overrides::apply_overrides(options, a).ok()?;
     let scenarios = options.scenarios().ok()?;
     Some(scenarios.iter().map(|s| s.executor.max_vus()).sum())
 }

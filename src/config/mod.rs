@@ -8,6 +8,7 @@
 //!
 //! - `options`: k6 `options` objects (scenario files) → typed scenarios and thresholds.
 //! - [`profile`]: the named stage sets (smoke, full, 1k, ...) and their targets.
+//! - `overrides`: the flags that replace the scenarios (`--vus`, `--stage`, ...) or add thresholds.
 //! - [`plans`]: one [`TestPlan`] per test: the workload, its scenarios, thresholds and notes.
 //! - [`limits`]: what one process can hold (VUs, memory) and when local workers are needed.
 //!
@@ -19,6 +20,7 @@
 
 pub mod limits;
 mod options;
+mod overrides;
 pub mod plans;
 pub mod profile;
 

@@ -1,6 +1,9 @@
 //! Configuration: a k6 `options` object (JSON, YAML or TOML) plus command-line overrides,
 //! validated into typed [`crate::plan::Scenario`]s and thresholds. Every rejection names the
 //! field and the fix.
+//!
+//! One file: the options schema and its validation are one job (about 520 lines), with their
+//! unit tests below.
 
 use crate::duration;
 use crate::error::ConfigError;
