@@ -5,6 +5,9 @@
 //! have them). [`Store`] is a two-variant enum and [`on_pool!`] expands each query body once per
 //! pool type, which keeps static dispatch without the `sqlx::Any` driver's per-row conversions.
 //! Every dynamic SQL fragment (sort column, direction, filters) comes from a fixed whitelist.
+//!
+//! One file: every query of both engines sits together so the SQL they share stays in step.
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! The Summary: everything a run measured, in a serializable, mergeable form
 //! (`<test>_summary.json`, schema_version 1). Percentiles are derived from serialized HDR
 //! histograms, so summaries of shards merge exactly.
+//!
+//! One file: building the Summary and answering questions about it are one job (about 490
+//! lines), with its unit tests below.
 
 use crate::metrics::{
     Agg, Contains, ErrorReasons, MetricKind, MetricValues, Snapshot, Tags, Trend,

@@ -7,6 +7,9 @@
 //! body bytes kept (the rest is counted and dropped), and a chunk-size line or trailer line
 //! of bounded length. Being synchronous, it is property-tested with arbitrary bytes split into
 //! arbitrary reads (see `codec/tests.rs`).
+//!
+//! One file: the request encoder and the response decoder are the two halves of one wire
+//! format (about 640 lines); the tests are in `codec/tests.rs`.
 
 use super::response::Failure;
 use crate::error::ErrorKind;
