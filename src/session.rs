@@ -145,7 +145,7 @@ pub async fn run_config(mut cfg: RunConfig, stops: Stops) -> anyhow::Result<Outc
         }
         let ep = Endpoints::new(&handle.base_url(), None, None, cfg.args.token.as_deref());
         embedded = Some(handle);
-        cfg.bind_plans(&ep)?;
+        cfg.bind_plans(&ep);
     } else if let Some(u) = &cfg.args.url {
         preflight("--url", u).await?;
     } else if let Some(ep) = &cfg.resolved.endpoints {

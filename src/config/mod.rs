@@ -124,8 +124,9 @@ pub struct Resolved {
     /// Run as this many local child processes (`--local-workers`, or chosen for a ws peak
     /// above one process's open files). None: in this process.
     pub local_workers: Option<u64>,
-    /// The tests, in order. Built against the given endpoints, or against a placeholder when
-    /// the built-in target is started: the session rebinds them with `RunConfig::bind_plans`.
+    /// The tests, in order, built once. Against the given endpoints, or against a placeholder
+    /// when the built-in target is started: the session binds them to its URL with
+    /// `RunConfig::bind_plans`.
     pub plans: Vec<TestPlan>,
 }
 
@@ -201,12 +202,13 @@ impl RunConfig {
         Ok(cfg)
     }
 
-    /// Rebuilds the plans against the built-in target's endpoints once it listens (its port
-    /// is only known then). Validation already happened in [`resolve`] with a placeholder.
-    pub(crate) fn bind_plans(&mut self, endpoints: &Endpoints) -> Result<(), ConfigError> {
-        self.resolved.plans =
-            plans::build(&self.args, self.scenario_file.as_ref(), Some(endpoints))?;
-        Ok(())
+    /// Points the plans at the built-in target once it listens (its port is only known
+    /// then). The plans were built and validated once, in [`resolve`], against a placeholder
+    /// URL; binding only swaps the URL inside each workload.
+    pub(crate) fn bind_plans(&mut self, endpoints: &Endpoints) {
+        for p in &mut self.resolved.plans {
+            p.bind(endpoints);
+        }
     }
 
     /// Derives every resolved field from the inputs.

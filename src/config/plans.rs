@@ -47,6 +47,71 @@ pub enum WorkloadKind {
     Ws(Arc<WsWorkload>),
 }
 
+impl WorkloadKind {
+    /// The same workload against other endpoints (the built-in target's, known once it
+    /// listens). Its metrics are declared again in a copy of the plan's `registry`, which
+    /// hands back the ids they already have (`Registry::declare` is idempotent), so the
+    /// plan's thresholds and everything else stay as validated.
+    fn bind(&self, ep: &Endpoints, registry: &Registry) -> WorkloadKind {
+        let mut reg = registry.clone();
+        let bound = match self {
+            WorkloadKind::Url(_) | WorkloadKind::DbDirect(_) => return self.clone(),
+            WorkloadKind::Api(_) => {
+                WorkloadKind::Api(Arc::new(ApiWorkload::new(ep.clone(), &mut reg)))
+            }
+            WorkloadKind::Dwcp(w) => {
+                let mut b = DwcpWorkload::new(ep.clone(), &mut reg);
+                (b.poll_every, b.max_polls, b.stream_for) =
+                    (w.poll_every, w.max_polls, w.stream_for);
+                WorkloadKind::Dwcp(Arc::new(b))
+            }
+            WorkloadKind::Db(w) => {
+                let mut b = DbWorkload::new(ep.clone(), &mut reg);
+                b.seed_vms = w.seed_vms;
+                WorkloadKind::Db(Arc::new(b))
+            }
+            WorkloadKind::Ws(w) => {
+                let cfg = WsConfig {
+                    ws_url: ep.ws_url.clone(),
+                    token: ep.token().to_string(),
+                    ..w.config().clone()
+                };
+                WorkloadKind::Ws(Arc::new(WsWorkload::new(cfg, &mut reg)))
+            }
+        };
+        debug_assert_eq!(reg.len(), registry.len(), "binding declared a new metric");
+        bound
+    }
+
+    /// Whether the workload talks to the REST endpoints (everything but direct SQL).
+    fn uses_endpoints(&self) -> bool {
+        !matches!(self, WorkloadKind::Url(_) | WorkloadKind::DbDirect(_))
+    }
+}
+
+impl Clone for WorkloadKind {
+    fn clone(&self) -> Self {
+        match self {
+            WorkloadKind::Url(w) => WorkloadKind::Url(w.clone()),
+            WorkloadKind::Api(w) => WorkloadKind::Api(w.clone()),
+            WorkloadKind::Dwcp(w) => WorkloadKind::Dwcp(w.clone()),
+            WorkloadKind::Db(w) => WorkloadKind::Db(w.clone()),
+            WorkloadKind::DbDirect(w) => WorkloadKind::DbDirect(w.clone()),
+            WorkloadKind::Ws(w) => WorkloadKind::Ws(w.clone()),
+        }
+    }
+}
+
+impl TestPlan {
+    /// Points the plan at `ep` (see [`WorkloadKind::bind`]).
+    pub(crate) fn bind(&mut self, ep: &Endpoints) {
+        if self.workload.uses_endpoints() {
+            self.workload = self.workload.bind(ep, &self.registry);
+            self.target = ep.api_url.clone();
+        }
+    }
+}
+
 fn parse_header(h: &str) -> Result<(http::HeaderName, http::HeaderValue), ConfigError> {
     let (k, v) = h.split_once(':').ok_or_else(|| {
         ConfigError::new(

@@ -225,3 +225,33 @@ async fn dropped_websockets_count_against_connection_success() {
     assert!(!t_result.ok && t_result.critical);
     t.shutdown().await.unwrap();
 }
+
+/// Without a URL the session starts the built-in target and binds the plans, built once against
+/// a placeholder, to its address: every workload reaches it, with the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_url_the_plans_run_against_the_built_in_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(Some(TestName::All), "", dir.path());
+    a.api_url = None;
+    a.token = Some("built-in-token".into());
+    a.vus = Some(1);
+    a.iterations = Some(1);
+    a.parallel = true;
+    let o = session::run(a, Stops::default()).await.unwrap();
+    assert_eq!(o.summaries.len(), 4);
+    for s in &o.summaries {
+        assert!(
+            s.target.starts_with("http://127.0.0.1:") && !s.target.ends_with(":1"),
+            "{}: target {}",
+            s.test,
+            s.target
+        );
+        assert!(
+            failed_checks(s).is_empty() && s.verdict == Verdict::Pass,
+            "{}: {:?} {:?}",
+            s.test,
+            s.verdict,
+            failed_checks(s)
+        );
+    }
+}

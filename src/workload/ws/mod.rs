@@ -122,6 +122,11 @@ pub struct WsWorkload {
 }
 
 impl WsWorkload {
+    /// The configuration it was built with (a plan rebinds it to the built-in target's URL).
+    pub(crate) fn config(&self) -> &WsConfig {
+        &self.cfg
+    }
+
     /// Declares the metrics and raises the soft fd limit to the hard one. The config should have
     /// passed [`WsConfig::validate`]; if not, every session fails its handshake (counted).
     pub fn new(cfg: WsConfig, registry: &mut Registry) -> Self {
