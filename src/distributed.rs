@@ -19,7 +19,7 @@
 //!   `<results>/shards/<i>.console.log`.
 //! - progress: the parent tails every shard's per-second NDJSON and prints one combined line.
 
-use crate::config::{ResultsDir, RunConfig, WorkerOverrides};
+use crate::config::{RunConfig, WorkerOverrides};
 use crate::error::ConfigError;
 use crate::merge::{self, MergeOptions};
 use crate::session::{self, Outcome, Stops};
@@ -43,10 +43,7 @@ pub(crate) async fn run_local(
         .unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::seconds(2));
     let start_at_s = start_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let run_id = r.run_id.clone();
-    let results_dir = match r.results.as_ref().expect("resolved") {
-        ResultsDir::Exact(d) => crate::results::exact_results_dir(d)?,
-        ResultsDir::Under(out) => crate::results::create_results_dir(out)?,
-    };
+    let results_dir = r.results.create()?;
     let shards_dir = results_dir.join("shards");
     std::fs::create_dir_all(&shards_dir)
         .with_context(|| format!("creating {}", shards_dir.display()))?;

@@ -6,7 +6,7 @@
 //! a session only orchestrates.
 
 use crate::cli::RunArgs;
-use crate::config::{self, ResultsDir, RunConfig, TestPlan, WorkloadKind};
+use crate::config::{self, RunConfig, TestPlan, WorkloadKind};
 use crate::error::ConfigError;
 use crate::metrics::SecondSink;
 use crate::progress::{Console, Progress};
@@ -161,10 +161,7 @@ pub async fn run_config(mut cfg: RunConfig, stops: Stops) -> anyhow::Result<Outc
     {
         crate::workload::db_direct::preflight(db, DB_PREFLIGHT_TIMEOUT).await?;
     }
-    let results_dir = match r.results.as_ref().expect("resolved") {
-        ResultsDir::Exact(d) => results::exact_results_dir(d)?,
-        ResultsDir::Under(out) => results::create_results_dir(out)?,
-    };
+    let results_dir = r.results.create()?;
     let telemetry = if r.telemetry_on {
         Telemetry::start(r.telemetry.clone())
             .await

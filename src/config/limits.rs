@@ -148,7 +148,7 @@ pub(crate) fn ws_peak_connections(a: &RunArgs, file: Option<&Options>) -> Option
 /// a ws run whose peak connections exceed one process's limit. None: run in this process.
 pub(crate) fn local_workers(
     a: &RunArgs,
-    file: Option<&Options>,
+    ws_peak: Option<u64>,
     segment: &Option<Arc<SegmentPlan>>,
 ) -> Result<Option<u64>, ConfigError> {
     if let Some(n) = a.local_workers {
@@ -164,7 +164,7 @@ pub(crate) fn local_workers(
     if segment.is_some() {
         return Ok(None); // already a shard
     }
-    let Some(peak) = ws_peak_connections(a, file) else {
+    let Some(peak) = ws_peak else {
         return Ok(None);
     };
     let per = crate::capacity::max_connections_per_process();

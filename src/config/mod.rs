@@ -40,9 +40,9 @@ use std::time::Duration;
 
 /// A run, resolved and validated: what a session runs.
 ///
-/// Serialised (for local workers) are only the inputs: `args`, `env` and `scenario_file`;
-/// every other field is derived from them by the same code in the parent and in a worker.
-#[derive(Serialize, Deserialize)]
+/// A local worker receives only the inputs (`args`, `env`, `scenario_file`: see
+/// [`WorkerConfig`]); `resolved` is derived from them by the same code in the parent and in a
+/// worker.
 pub struct RunConfig {
     /// The flags as given (environment applied), with the run id filled in.
     pub args: RunArgs,
@@ -50,7 +50,6 @@ pub struct RunConfig {
     pub env: RunEnv,
     /// The `--scenario` file's contents, read once (a worker does not read it again).
     pub scenario_file: Option<Options>,
-    #[serde(skip)]
     pub resolved: Resolved,
 }
 
@@ -85,6 +84,16 @@ pub enum ResultsDir {
     Exact(PathBuf),
 }
 
+impl ResultsDir {
+    /// Creates the folder (the first file a run writes) and returns its path.
+    pub(crate) fn create(&self) -> Result<PathBuf, ConfigError> {
+        match self {
+            ResultsDir::Exact(d) => crate::results::exact_results_dir(d),
+            ResultsDir::Under(out) => crate::results::create_results_dir(out),
+        }
+    }
+}
+
 /// The built-in target a run starts when no URL is given.
 #[derive(Debug, Clone)]
 pub struct BuiltinTarget {
@@ -97,7 +106,6 @@ pub struct BuiltinTarget {
 }
 
 /// Everything [`RunConfig`] derives from its inputs.
-#[derive(Default)]
 pub struct Resolved {
     pub run_id: String,
     /// The run id was generated, not given (the summary says so: shards need one given).
@@ -113,7 +121,7 @@ pub struct Resolved {
     pub telemetry: TelemetryConfig,
     /// Live telemetry is on: `/metrics` or OTLP is set and `--no-telemetry` is not.
     pub telemetry_on: bool,
-    pub results: Option<ResultsDir>,
+    pub results: ResultsDir,
     /// Run the tests side by side (`--parallel`, and always for the smoke profile).
     pub parallel: bool,
     pub quiet: bool,
@@ -141,13 +149,14 @@ pub fn resolve(mut args: RunArgs) -> Result<RunConfig, ConfigError> {
     if args.run_id.as_deref().is_none_or(str::is_empty) {
         args.run_id = None;
     }
-    let mut cfg = RunConfig {
+    let env = RunEnv::read();
+    let resolved = derive(&mut args, &env, scenario_file.as_ref())?;
+    let cfg = RunConfig {
         args,
-        env: RunEnv::read(),
+        env,
         scenario_file,
-        resolved: Resolved::default(),
+        resolved,
     };
-    cfg.derive()?;
     limits::check_capacity(&cfg)?;
     Ok(cfg)
 }
@@ -173,9 +182,9 @@ impl RunConfig {
             args.dwcp_ws_url = Some(ep.dwcp_ws_url.clone());
         }
         let worker_cfg = WorkerConfig {
-            args: &args,
-            env: &self.env,
-            scenario_file: self.scenario_file.as_ref(),
+            args,
+            env: self.env.clone(),
+            scenario_file: self.scenario_file.clone(),
             run_id_generated: self.resolved.run_id_generated,
         };
         Ok(serde_json::to_string(&worker_cfg)?)
@@ -183,23 +192,15 @@ impl RunConfig {
 
     /// The configuration a local worker received on stdin, resolved as its parent's was.
     pub(crate) fn from_worker_json(json: &str) -> anyhow::Result<RunConfig> {
-        #[derive(Deserialize)]
-        struct Owned {
-            args: RunArgs,
-            env: RunEnv,
-            scenario_file: Option<Options>,
-            run_id_generated: bool,
-        }
-        let w: Owned = serde_json::from_str(json)?;
-        let mut cfg = RunConfig {
+        let mut w: WorkerConfig = serde_json::from_str(json)?;
+        let mut resolved = derive(&mut w.args, &w.env, w.scenario_file.as_ref())?;
+        resolved.run_id_generated = w.run_id_generated;
+        Ok(RunConfig {
             args: w.args,
             env: w.env,
             scenario_file: w.scenario_file,
-            resolved: Resolved::default(),
-        };
-        cfg.derive()?;
-        cfg.resolved.run_id_generated = w.run_id_generated;
-        Ok(cfg)
+            resolved,
+        })
     }
 
     /// Points the plans at the built-in target once it listens (its port is only known
@@ -210,89 +211,93 @@ impl RunConfig {
             p.bind(endpoints);
         }
     }
+}
 
-    /// Derives every resolved field from the inputs.
-    fn derive(&mut self) -> Result<(), ConfigError> {
-        let a = &self.args;
-        let file = self.scenario_file.as_ref();
-        register_secrets(a);
-        let segment = segment_from_args(a, &self.env)?.map(Arc::new);
-        let start_at = parse_start_at(a.start_at.as_deref())?;
-        let endpoints = endpoints_from_args(a)?;
-        let plans = plans::build(a, file, endpoints.as_ref())?;
-        let db_direct_only = a.test == Some(TestName::Db) && plans::db_direct(a);
-        let builtin_target =
-            (a.url.is_none() && endpoints.is_none() && !db_direct_only).then(|| BuiltinTarget {
-                seed_vms: plan_seed(a),
-                migration_time: (a.profile.as_deref() == Some("full"))
-                    .then_some(profile::FULL_PROFILE_MIGRATION_TIME),
-                ws_peak: limits::ws_peak_connections(a, file).unwrap_or(0),
-            });
-        let needs_tls = plans.iter().any(|p| p.target.starts_with("https"));
-        let tls = if needs_tls || a.cacert.is_some() || a.insecure_skip_tls_verify {
-            Some(
-                TlsSettings::new(a.cacert.as_deref(), a.insecure_skip_tls_verify).map_err(|e| {
-                    ConfigError::new(
-                        "--cacert",
-                        format!("{e:#}"),
-                        "give a readable PEM file (docs/TROUBLESHOOTING.md#tls-errors)",
-                    )
-                })?,
-            )
-        } else {
-            None
-        };
-        let client = ClientSettings {
-            tls,
-            request_timeout: crate::duration::parse(&a.timeout, "--timeout")?,
-            ..client_limits(a, file)?
-        };
-        let run_id_generated = a.run_id.is_none();
-        let run_id = a
-            .run_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
-        // the run id is an input from here on: a worker must carry the parent's
-        self.args.run_id = Some(run_id.clone());
-        let a = &self.args;
-        let profile = a.profile.clone().unwrap_or_else(|| "custom".into());
-        let mut telemetry = telemetry_config(a, &self.env, &run_id, &profile)?;
-        telemetry.segment = segment
-            .as_ref()
-            .map(|s| s.label.clone())
-            .unwrap_or_default();
-        // Live series nobody can read (no /metrics, no OTLP) would cost every request a few
-        // hundred nanoseconds for nothing: the summary comes from the recorder, not from them.
-        let observed = telemetry.metrics_listen.is_some() || telemetry.otlp_endpoint.is_some();
-        let results = Some(match &a.results_dir {
-            Some(d) => ResultsDir::Exact(d.clone()),
-            None => ResultsDir::Under(a.out.clone()),
+/// Derives every resolved field from the inputs, and fills in the run id (generated when none
+/// was given) so that a worker carries the parent's.
+fn derive(
+    args: &mut RunArgs,
+    env: &RunEnv,
+    file: Option<&Options>,
+) -> Result<Resolved, ConfigError> {
+    let a = &*args;
+    register_secrets(a);
+    let segment = segment_from_args(a, env)?.map(Arc::new);
+    let start_at = parse_start_at(a.start_at.as_deref())?;
+    let endpoints = endpoints_from_args(a)?;
+    let plans = plans::build(a, file, endpoints.as_ref())?;
+    let db_direct_only = a.test == Some(TestName::Db) && plans::db_direct(a);
+    let ws_peak = limits::ws_peak_connections(a, file);
+    let builtin_target =
+        (a.url.is_none() && endpoints.is_none() && !db_direct_only).then(|| BuiltinTarget {
+            seed_vms: plan_seed(a),
+            migration_time: (a.profile.as_deref() == Some("full"))
+                .then_some(profile::FULL_PROFILE_MIGRATION_TIME),
+            ws_peak: ws_peak.unwrap_or(0),
         });
-        let parallel =
-            plans.len() > 1 && (a.parallel || a.profile.as_deref().unwrap_or("smoke") == "smoke");
-        let local_workers = limits::local_workers(a, file, &segment)?;
-        self.resolved = Resolved {
-            run_id,
-            run_id_generated,
-            profile,
-            segment,
-            start_at,
-            endpoints,
-            builtin_target,
-            client,
-            telemetry,
-            telemetry_on: observed && !a.no_telemetry,
-            results,
-            parallel,
-            quiet: a.quiet,
-            write_html: !a.no_html,
-            write_junit: !a.no_junit,
-            vu_threads: a.vu_threads.map_or(0, usize::from),
-            local_workers,
-            plans,
-        };
-        Ok(())
-    }
+    let needs_tls = plans.iter().any(|p| p.target.starts_with("https"));
+    let tls = if needs_tls || a.cacert.is_some() || a.insecure_skip_tls_verify {
+        Some(
+            TlsSettings::new(a.cacert.as_deref(), a.insecure_skip_tls_verify).map_err(|e| {
+                ConfigError::new(
+                    "--cacert",
+                    format!("{e:#}"),
+                    "give a readable PEM file (docs/TROUBLESHOOTING.md#tls-errors)",
+                )
+            })?,
+        )
+    } else {
+        None
+    };
+    let client = ClientSettings {
+        tls,
+        request_timeout: crate::duration::parse(&a.timeout, "--timeout")?,
+        ..client_limits(a, file)?
+    };
+    let run_id_generated = a.run_id.is_none();
+    let run_id = a
+        .run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    // the run id is an input from here on: a worker must carry the parent's
+    args.run_id = Some(run_id.clone());
+    let a = &*args;
+    let profile = a.profile.clone().unwrap_or_else(|| "custom".into());
+    let mut telemetry = telemetry_config(a, env, &run_id, &profile)?;
+    telemetry.segment = segment
+        .as_ref()
+        .map(|s| s.label.clone())
+        .unwrap_or_default();
+    // Live series nobody can read (no /metrics, no OTLP) would cost every request a few
+    // hundred nanoseconds for nothing: the summary comes from the recorder, not from them.
+    let observed = telemetry.metrics_listen.is_some() || telemetry.otlp_endpoint.is_some();
+    let results = match &a.results_dir {
+        Some(d) => ResultsDir::Exact(d.clone()),
+        None => ResultsDir::Under(a.out.clone()),
+    };
+    let parallel =
+        plans.len() > 1 && (a.parallel || a.profile.as_deref().unwrap_or("smoke") == "smoke");
+    let local_workers = limits::local_workers(a, ws_peak, &segment)?;
+    Ok(Resolved {
+        run_id,
+        run_id_generated,
+        profile,
+        segment,
+        start_at,
+        endpoints,
+        builtin_target,
+        client,
+        telemetry,
+        telemetry_on: observed && !a.no_telemetry,
+        results,
+        parallel,
+        quiet: a.quiet,
+        write_html: !a.no_html,
+        write_junit: !a.no_junit,
+        vu_threads: a.vu_threads.map_or(0, usize::from),
+        local_workers,
+        plans,
+    })
 }
 
 /// What a local worker gets that its parent's configuration does not say.
@@ -307,12 +312,13 @@ pub(crate) struct WorkerOverrides {
     pub endpoints: Option<Endpoints>,
 }
 
-/// The serialised form of a worker's configuration (borrowing from the parent's).
-#[derive(Serialize)]
-struct WorkerConfig<'a> {
-    args: &'a RunArgs,
-    env: &'a RunEnv,
-    scenario_file: Option<&'a Options>,
+/// What a local worker receives on stdin: its parent's inputs, with its own segment, results
+/// folder, start time and endpoints set in `args`.
+#[derive(Serialize, Deserialize)]
+struct WorkerConfig {
+    args: RunArgs,
+    env: RunEnv,
+    scenario_file: Option<Options>,
     run_id_generated: bool,
 }
 
@@ -595,7 +601,7 @@ mod tests {
         assert_eq!(r.segment.as_ref().map(|s| s.label.as_str()), Some("2/3"));
         assert_eq!(r.local_workers, None);
         assert!(r.quiet && r.start_at.is_some());
-        assert!(matches!(&r.results, Some(ResultsDir::Exact(d)) if d.ends_with("shards/2")));
+        assert!(matches!(&r.results, ResultsDir::Exact(d) if d.ends_with("shards/2")));
         assert_eq!(r.client.max_redirects, 2);
         assert_eq!(w.args.iterations, Some(30));
         assert_eq!(w.args.token.as_deref(), Some("s3cret"));
