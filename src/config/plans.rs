@@ -38,6 +38,7 @@ pub struct TestPlan {
 }
 
 /// The workload behind a plan.
+#[derive(Clone)]
 pub enum WorkloadKind {
     Url(Arc<UrlWorkload>),
     Api(Arc<ApiWorkload>),
@@ -86,19 +87,6 @@ impl WorkloadKind {
     /// Whether the workload talks to the REST endpoints (everything but direct SQL).
     fn uses_endpoints(&self) -> bool {
         !matches!(self, WorkloadKind::Url(_) | WorkloadKind::DbDirect(_))
-    }
-}
-
-impl Clone for WorkloadKind {
-    fn clone(&self) -> Self {
-        match self {
-            WorkloadKind::Url(w) => WorkloadKind::Url(w.clone()),
-            WorkloadKind::Api(w) => WorkloadKind::Api(w.clone()),
-            WorkloadKind::Dwcp(w) => WorkloadKind::Dwcp(w.clone()),
-            WorkloadKind::Db(w) => WorkloadKind::Db(w.clone()),
-            WorkloadKind::DbDirect(w) => WorkloadKind::DbDirect(w.clone()),
-            WorkloadKind::Ws(w) => WorkloadKind::Ws(w.clone()),
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! merge refusals; `--local-workers` through the real binary.
 
 use crate::support::http_server;
-use crate::support::runs::{count, quick_args};
+use crate::support::runs::{count, quick_args, results_folder};
 
 use novaload::cli::RunArgs;
 use novaload::error::ErrorKind;
@@ -467,12 +467,7 @@ fn an_interrupted_parent_stops_its_workers_gracefully_and_merges_their_partial_r
         "the graceful stop is bounded"
     );
     assert_eq!(status.code(), Some(105), "{stderr}");
-    let folder = std::fs::read_dir(out.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let folder = results_folder(out.path()).unwrap();
     for shard in ["1", "2"] {
         let s = novaload::report::json::read_summary(
             &folder.join("shards").join(shard).join("url_summary.json"),
